@@ -1,0 +1,2 @@
+//! Watchpost's automation entry point (being built).
+fn main() {}
