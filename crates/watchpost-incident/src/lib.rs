@@ -1,0 +1,19 @@
+//! Alertmanager webhooks to deduplicated incidents.
+
+pub mod alertmanager;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod outbox;
+pub mod policy;
+pub mod service;
+pub mod status;
+pub mod store;
+
+pub use error::IncidentError;
+pub use http::router;
+#[cfg(feature = "openapi")]
+pub use http::openapi;
+pub use service::{IncidentConfig, IncidentService};
