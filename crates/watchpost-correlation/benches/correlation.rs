@@ -1,0 +1,2 @@
+//! Benchmarks of the correlation layers (in progress).
+fn main() {}

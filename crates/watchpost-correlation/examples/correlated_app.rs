@@ -1,0 +1,2 @@
+//! Example app (in progress).
+fn main() {}
