@@ -1,0 +1,4 @@
+//! The one integration-test binary of watchpost-audit: every module below runs against real backends.
+
+mod contract;
+mod support;
