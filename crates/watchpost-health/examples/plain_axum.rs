@@ -1,0 +1,3 @@
+//! A plain axum app serving the health endpoints.
+
+fn main() {}
