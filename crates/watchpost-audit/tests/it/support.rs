@@ -102,3 +102,103 @@ pub(crate) async fn query_all(
         }
     }
 }
+
+/// A memory store that fails every write while `down` is set.
+#[derive(Debug, Default)]
+pub(crate) struct FlakyStore {
+    pub(crate) inner: watchpost_audit::MemoryStore,
+    pub(crate) down: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> watchpost_audit::Result<()> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(watchpost_audit::AuditError::Store {
+                backend: "memory",
+                message: "down for the test".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AuditStore for FlakyStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+    fn is_durable(&self) -> bool {
+        false
+    }
+    fn append<'a>(
+        &'a self,
+        events: &'a [AuditEvent],
+    ) -> watchpost_audit::store::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.append(events).await
+        })
+    }
+    fn append_checkpoint<'a>(
+        &'a self,
+        c: &'a watchpost_audit::Checkpoint,
+    ) -> watchpost_audit::store::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.append_checkpoint(c).await
+        })
+    }
+    fn get(&self, id: uuid::Uuid) -> watchpost_audit::store::StoreFuture<'_, Option<AuditEvent>> {
+        self.inner.get(id)
+    }
+    fn query<'a>(
+        &'a self,
+        q: &'a watchpost_audit::EventQuery,
+    ) -> watchpost_audit::store::StoreFuture<'a, watchpost_audit::Page> {
+        self.inner.query(q)
+    }
+    fn stream_events<'a>(
+        &'a self,
+        s: &'a str,
+        after: i64,
+        limit: usize,
+    ) -> watchpost_audit::store::StoreFuture<'a, Vec<AuditEvent>> {
+        self.inner.stream_events(s, after, limit)
+    }
+    fn streams(&self) -> watchpost_audit::store::StoreFuture<'_, Vec<String>> {
+        self.inner.streams()
+    }
+    fn checkpoints<'a>(
+        &'a self,
+        s: &'a str,
+    ) -> watchpost_audit::store::StoreFuture<'a, Vec<watchpost_audit::Checkpoint>> {
+        self.inner.checkpoints(s)
+    }
+    fn existing_ids<'a>(
+        &'a self,
+        ids: &'a [uuid::Uuid],
+    ) -> watchpost_audit::store::StoreFuture<'a, std::collections::HashSet<uuid::Uuid>> {
+        self.inner.existing_ids(ids)
+    }
+}
+
+/// Options trusting `auditor`'s key and nothing else.
+pub(crate) fn trust(auditor: &watchpost_audit::Auditor) -> watchpost_audit::VerifyOptions {
+    watchpost_audit::VerifyOptions {
+        trusted_keys: vec![auditor.public_key_hex().to_owned()],
+        max_uncheckpointed: 0,
+    }
+}
+
+/// A simple event for the programmatic API.
+pub(crate) fn new_event(i: usize, tenant: &str) -> NewEvent {
+    NewEvent::new(Action::Create)
+        .actor(Actor {
+            api_key_id: Some(format!("key-{tenant}")),
+            key_name: Some("load".into()),
+            tenant_id: Some(tenant.into()),
+            role: Some(Role::Tenant),
+        })
+        .resource("thing", i.to_string())
+        .payload(json!({"i": i, "password": "hunter2"}))
+}
