@@ -6,11 +6,14 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod outbox;
 pub mod policy;
+pub mod reconcile;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod worker;
 
 pub use error::IncidentError;
 pub use http::router;

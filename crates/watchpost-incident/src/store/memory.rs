@@ -216,6 +216,10 @@ impl IncidentStore for MemoryStore {
             let Some(stored) = state.outbox.get_mut(entry.id()) else {
                 return Err(IncidentError::NotFound(entry.id().to_owned()));
             };
+            if stored.state != OutboxState::Pending {
+                // Already settled (another worker after a lease expiry): record nothing twice.
+                return Ok(());
+            }
             match result {
                 DeliveryResult::Delivered => {
                     stored.state = OutboxState::Delivered;
