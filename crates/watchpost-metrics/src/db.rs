@@ -26,8 +26,9 @@ use crate::error::MetricsError;
 use crate::registry::{HistogramFamily, MetricsRegistry};
 
 /// Buckets of `db_client_operation_duration_seconds` (the OpenTelemetry advice for database clients, plus 25 ms and 250 ms).
-pub const DB_DURATION_BUCKETS: [f64; 12] =
-    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const DB_DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// A callback recording one database operation: (operation, table, duration).
 ///
@@ -70,7 +71,12 @@ impl DbMetrics {
     }
 
     /// Runs `fut` and records how long it took.
-    pub async fn time<F: Future>(&self, operation: &'static str, table: &'static str, fut: F) -> F::Output {
+    pub async fn time<F: Future>(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        fut: F,
+    ) -> F::Output {
         let timer = self.start(operation, table);
         let out = fut.await;
         timer.finish();

@@ -184,9 +184,7 @@ pub fn openmetrics_to_prometheus(input: &str, out: &mut String) {
             // `# UNIT` has no 0.0.4 equivalent; `# EOF` ends only OpenMetrics.
         } else {
             let sample = strip_exemplar(line);
-            let name_end = sample
-                .find(['{', ' '])
-                .unwrap_or(sample.len());
+            let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
             let name = &sample[..name_end];
             if name.ends_with("_created")
                 && matches!(family_kind, "counter" | "histogram" | "summary")

@@ -25,7 +25,9 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
     let mut openmetrics = 0.0f32;
     let mut text = 0.0f32;
     for accept in headers.get_all(header::ACCEPT) {
-        let Ok(accept) = accept.to_str() else { continue };
+        let Ok(accept) = accept.to_str() else {
+            continue;
+        };
         for entry in accept.split(',') {
             let mut parts = entry.split(';').map(str::trim);
             let media = parts.next().unwrap_or("").to_ascii_lowercase();
@@ -66,7 +68,10 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 fn problem_response(problem: Problem, extensions: &http::Extensions) -> Response {
-    problem.fill_from(extensions).to_http_response().into_response()
+    problem
+        .fill_from(extensions)
+        .to_http_response()
+        .into_response()
 }
 
 /// Checks the scrape token when one is configured (a root principal passes too):
@@ -127,14 +132,22 @@ pub(crate) async fn metrics_handler(State(metrics): State<Metrics>, req: Request
     let format = negotiate(req.headers());
     let body = metrics.render(format);
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     #[cfg(feature = "gzip")]
     if accepts_gzip(req.headers()) {
         use std::io::Write as _;
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         if encoder.write_all(body.as_bytes()).is_ok()
             && let Ok(compressed) = encoder.finish()
         {
@@ -205,7 +218,10 @@ mod tests {
             Format::OpenMetrics
         );
         assert_eq!(
-            negotiate(&headers(header::ACCEPT, "text/plain, application/openmetrics-text;q=0.5")),
+            negotiate(&headers(
+                header::ACCEPT,
+                "text/plain, application/openmetrics-text;q=0.5"
+            )),
             Format::Prometheus
         );
         assert_eq!(
@@ -217,7 +233,10 @@ mod tests {
     #[test]
     fn gzip_is_taken_only_when_accepted() {
         assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip")));
-        assert!(accepts_gzip(&headers(header::ACCEPT_ENCODING, "br;q=1, GZIP;q=0.5")));
+        assert!(accepts_gzip(&headers(
+            header::ACCEPT_ENCODING,
+            "br;q=1, GZIP;q=0.5"
+        )));
         assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "gzip;q=0")));
         assert!(!accepts_gzip(&headers(header::ACCEPT_ENCODING, "identity")));
         assert!(!accepts_gzip(&HeaderMap::new()));

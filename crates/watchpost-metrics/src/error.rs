@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum MetricsError {
     /// A metric name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-    #[error("invalid metric name {name:?}: use letters, digits, `_` and `:`, not starting with a digit")]
+    #[error(
+        "invalid metric name {name:?}: use letters, digits, `_` and `:`, not starting with a digit"
+    )]
     InvalidMetricName {
         /// The name given.
         name: String,

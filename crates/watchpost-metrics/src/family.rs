@@ -148,7 +148,9 @@ impl HistogramValue {
                 Some((f64::from_bits(bits) + v).to_bits())
             });
         if let Some((trace_id, span_id)) = exemplar {
-            *self.exemplars[idx].lock().unwrap_or_else(|e| e.into_inner()) = Some(Exemplar {
+            *self.exemplars[idx]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Exemplar {
                 trace_id,
                 span_id,
                 value: v,
@@ -468,7 +470,14 @@ mod tests {
 
     #[test]
     fn cap_folds_new_label_sets_into_one_overflow_series() {
-        let f = Family::new("jobs", "Jobs.", Kind::Counter, &["kind"], 3, CounterValue::default);
+        let f = Family::new(
+            "jobs",
+            "Jobs.",
+            Kind::Counter,
+            &["kind"],
+            3,
+            CounterValue::default,
+        );
         for i in 0..10 {
             f.with(&[&format!("k{i}")], |c| c.inc_by(1));
         }
@@ -476,7 +485,10 @@ mod tests {
         assert_eq!(f.overflow_folds(), 7);
         let mut out = String::new();
         f.write(&mut out, Format::Prometheus);
-        assert!(out.contains("jobs_total{otel_metric_overflow=\"true\"} 7\n"), "{out}");
+        assert!(
+            out.contains("jobs_total{otel_metric_overflow=\"true\"} 7\n"),
+            "{out}"
+        );
         assert!(out.contains("jobs_total{kind=\"k0\"} 1\n"));
         // An existing label set keeps its own series after the cap is reached.
         f.with(&["k1"], |c| c.inc_by(1));

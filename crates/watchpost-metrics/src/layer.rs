@@ -51,7 +51,16 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 
 /// Body size buckets, bytes (`le="0"` counts empty bodies).
 pub const BODY_SIZE_BUCKETS: [f64; 11] = [
-    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
+    0.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
     16_777_216.0,
 ];
 
@@ -113,7 +122,11 @@ impl HttpInstruments {
         exclude: Vec<String>,
         summary: Arc<RequestSummary>,
     ) -> Result<Self, MetricsError> {
-        let otel_labels = ["http_request_method", "http_route", "http_response_status_code"];
+        let otel_labels = [
+            "http_request_method",
+            "http_route",
+            "http_response_status_code",
+        ];
         let legacy_labels = ["method", "route", "status_code"];
         let otel = if matches!(naming, HttpNaming::OpenTelemetry | HttpNaming::Both) {
             Some(OtelFamilies {
@@ -192,7 +205,13 @@ impl HttpInstruments {
         self.active.value.get()
     }
 
-    fn record(&self, r: &Recording, status: http::StatusCode, elapsed: Duration, resp_size: Option<u64>) {
+    fn record(
+        &self,
+        r: &Recording,
+        status: http::StatusCode,
+        elapsed: Duration,
+        resp_size: Option<u64>,
+    ) {
         let method = METHODS[r.method];
         let route = match &r.route {
             Route::Matched(m) => m.as_str(),
@@ -207,16 +226,20 @@ impl HttpInstruments {
                 encode::push_label_pairs(key, &otel.label_names, values);
                 otel.duration.with_key(key, |h| h.observe(secs, r.exemplar));
                 if let Some(n) = r.request_size {
-                    otel.request_size.with_key(key, |h| h.observe(n as f64, None));
+                    otel.request_size
+                        .with_key(key, |h| h.observe(n as f64, None));
                 }
                 if let Some(n) = resp_size {
-                    otel.response_size.with_key(key, |h| h.observe(n as f64, None));
+                    otel.response_size
+                        .with_key(key, |h| h.observe(n as f64, None));
                 }
             }
             if let Some(legacy) = &self.legacy {
                 key.clear();
                 encode::push_label_pairs(key, &legacy.label_names, values);
-                legacy.duration.with_key(key, |h| h.observe(secs, r.exemplar));
+                legacy
+                    .duration
+                    .with_key(key, |h| h.observe(secs, r.exemplar));
                 legacy.total.family().with_key(key, |c| c.inc_by(1));
             }
         });
@@ -343,7 +366,10 @@ where
         }
         let extensions = req.extensions();
         let context = extensions.get::<RequestContext>();
-        let route = match (extensions.get::<MatchedPath>(), context.and_then(|c| c.route.as_ref())) {
+        let route = match (
+            extensions.get::<MatchedPath>(),
+            context.and_then(|c| c.route.as_ref()),
+        ) {
             (Some(m), _) => Route::Matched(m.clone()),
             (None, Some(r)) => Route::Context(r.clone()),
             (None, None) => Route::Unmatched,

@@ -90,8 +90,8 @@ pub use encode::{Format, openmetrics_to_prometheus};
 pub use endpoint::{accepts_gzip, negotiate};
 pub use error::MetricsError;
 pub use layer::{
-    BODY_SIZE_BUCKETS, DURATION_BUCKETS, HttpMetrics, HttpMetricsLayer, HttpNaming,
-    ResponseFuture, UNMATCHED_ROUTE,
+    BODY_SIZE_BUCKETS, DURATION_BUCKETS, HttpMetrics, HttpMetricsLayer, HttpNaming, ResponseFuture,
+    UNMATCHED_ROUTE,
 };
 pub use process::{BuildInfo, ProcessStats};
 pub use registry::{
@@ -164,7 +164,9 @@ impl Metrics {
         if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(MetricsError::InvalidConfig {
                 field: "token (WATCHPOST_METRICS_TOKEN)",
-                reason: "the scrape token is empty; unset it to leave /metrics open, or set a secret".into(),
+                reason:
+                    "the scrape token is empty; unset it to leave /metrics open, or set a secret"
+                        .into(),
             });
         }
         if config.max_series_per_family == 0 {

@@ -120,7 +120,11 @@ const PROCESS_FAMILIES: [(&str, &str, &str); 7] = [
         "gauge",
         "Virtual memory size in bytes.",
     ),
-    ("process_open_fds", "gauge", "Number of open file descriptors."),
+    (
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    ),
     (
         "process_max_fds",
         "gauge",
@@ -131,7 +135,11 @@ const PROCESS_FAMILIES: [(&str, &str, &str); 7] = [
         "gauge",
         "Start time of the process since unix epoch in seconds.",
     ),
-    ("process_threads", "gauge", "Number of OS threads in the process."),
+    (
+        "process_threads",
+        "gauge",
+        "Number of OS threads in the process.",
+    ),
 ];
 
 impl Collect for ProcessCollector {
@@ -197,7 +205,13 @@ pub(crate) struct BuildInfoCollector {
 
 impl BuildInfoCollector {
     pub(crate) fn new(info: &BuildInfo) -> Self {
-        let or_unknown = |s: &str| if s.is_empty() { "unknown".to_owned() } else { s.to_owned() };
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "unknown".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
         let mut labels = String::new();
         encode::push_label_pairs(
             &mut labels,

@@ -190,7 +190,10 @@ impl MetricsRegistry {
             .iter()
             .flat_map(|c| c.describe())
             .collect();
-        all.push((format!("{OVERFLOW_METRIC}_total"), vec!["metric".to_owned()]));
+        all.push((
+            format!("{OVERFLOW_METRIC}_total"),
+            vec!["metric".to_owned()],
+        ));
         all.sort();
         all
     }
@@ -516,7 +519,10 @@ mod tests {
             r.gauge("jobs", "", []),
             Err(MetricsError::DuplicateMetric { .. })
         ));
-        assert!(r.counter("watchpost_metrics_overflow_total", "", []).is_err());
+        assert!(
+            r.counter("watchpost_metrics_overflow_total", "", [])
+                .is_err()
+        );
     }
 
     #[test]
@@ -531,6 +537,9 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(r.overflow_folds("tiny"), 2);
         let text = r.render(Format::Prometheus);
-        assert!(text.contains("watchpost_metrics_overflow_total{metric=\"tiny\"} 2\n"), "{text}");
+        assert!(
+            text.contains("watchpost_metrics_overflow_total{metric=\"tiny\"} 2\n"),
+            "{text}"
+        );
     }
 }

@@ -187,12 +187,26 @@ mod tests {
     #[test]
     fn slots_are_monotonic_and_close() {
         let mut last = 0;
-        for us in [0u64, 1, 15, 16, 17, 100, 1_000, 65_000, 1_000_000, 10_000_000_000] {
+        for us in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            100,
+            1_000,
+            65_000,
+            1_000_000,
+            10_000_000_000,
+        ] {
             let s = slot(us);
             assert!(s >= last);
             last = s;
             let v = slot_value(s);
-            assert!((v - us as f64).abs() <= us as f64 * 0.04 + 0.5, "{us} -> {v}");
+            assert!(
+                (v - us as f64).abs() <= us as f64 * 0.04 + 0.5,
+                "{us} -> {v}"
+            );
         }
         assert!(slot(u64::MAX) < SLOTS);
     }
