@@ -264,15 +264,19 @@ pub(crate) struct PanicReport {
     pub(crate) message: String,
     pub(crate) location: String,
     pub(crate) backtrace: String,
+    /// Whether the hook already wrote the error line (it does, so panics in spawned tasks are not silent).
+    pub(crate) logged: bool,
 }
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
 }
 
-/// Installs (once) a panic hook that remembers the message, location and backtrace of panics that
-/// happen while a request is being served, so the layer can log and group them. Panics outside a
-/// request go to the previous hook unchanged. [`crate::logging::init`] calls this.
+/// Installs (once) a panic hook for panics that happen while a request is being served (in the
+/// handler, or in a task spawned with [`crate::spawn`]): it writes one `exception` error line with
+/// the message, location and backtrace inside the current span (so it also becomes a span event), and
+/// remembers the report so the layer can group it. Panics outside a request go to the previous hook
+/// unchanged. [`crate::logging::init`] calls this.
 pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -289,7 +293,17 @@ pub fn install_panic_hook() {
                     .map(|l| format!("{}:{}", l.file(), l.line()))
                     .unwrap_or_else(|| "unknown".to_owned()),
                 backtrace: std::backtrace::Backtrace::force_capture().to_string(),
+                logged: true,
             };
+            tracing::event!(
+                target: "watchpost_correlation",
+                tracing::Level::ERROR,
+                exception.message = %report.message,
+                "exception.type" = "panic",
+                exception.stacktrace = %report.backtrace,
+                code.location = %report.location,
+                "exception"
+            );
             LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(report));
         }));
     });
@@ -303,6 +317,7 @@ pub(crate) fn take_panic_report(payload: &(dyn std::any::Any + Send)) -> PanicRe
             message: panic_message(payload),
             location: "unknown".to_owned(),
             backtrace: "unavailable: install_panic_hook was not called".to_owned(),
+            logged: false,
         })
 }
 

@@ -504,19 +504,21 @@ impl Finish {
             location: &report.location,
             request_id: Some(self.ctx.request_id.as_str()),
         });
-        crate::context::sync_scope(self.ctx.clone(), || {
-            let _entered = self.span.enter();
-            tracing::event!(
-                target: "watchpost_correlation",
-                tracing::Level::ERROR,
-                exception.message = %report.message,
-                "exception.type" = "panic",
-                exception.stacktrace = %report.backtrace,
-                code.location = %report.location,
-                error.fingerprint = %fingerprint,
-                "exception"
-            );
-        });
+        if !report.logged {
+            crate::context::sync_scope(self.ctx.clone(), || {
+                let _entered = self.span.enter();
+                tracing::event!(
+                    target: "watchpost_correlation",
+                    tracing::Level::ERROR,
+                    exception.message = %report.message,
+                    "exception.type" = "panic",
+                    exception.stacktrace = %report.backtrace,
+                    code.location = %report.location,
+                    error.fingerprint = %fingerprint,
+                    "exception"
+                );
+            });
+        }
         let problem = Problem::internal()
             .with_request_id(self.ctx.request_id.as_str())
             .with_instance(self.path.as_str());

@@ -51,6 +51,9 @@ async fn exports_the_server_span(config: OtelConfig, received: crate::support::R
     .await;
     assert_eq!(r.status(), 200);
     send(&app, get_req("/broken/1", &[])).await;
+    watchpost_correlation::install_panic_hook();
+    let (r, _) = send(&app, get_req("/panic/3", &[])).await;
+    assert_eq!(r.status(), 500);
     telemetry
         .flush(Duration::from_secs(5))
         .await
@@ -95,7 +98,16 @@ async fn exports_the_server_span(config: OtelConfig, received: crate::support::R
         attr(&failed, "http.response.status_code").as_deref(),
         Some("503")
     );
-    assert!(telemetry.spans_exported() >= 2);
+    let (_, panicked) = received.wait_for("GET /panic/{n}").await;
+    assert_eq!(attr(&panicked, "error.type").as_deref(), Some("500"));
+    let exception = panicked
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .unwrap_or_else(|| panic!("no exception event in {panicked:#?}"));
+    let has = |k: &str| exception.attributes.iter().any(|a| a.key == k);
+    assert!(has("exception.type") && has("exception.message") && has("exception.stacktrace"));
+    assert!(telemetry.spans_exported() >= 3);
     telemetry
         .shutdown(Duration::from_secs(5))
         .await
@@ -106,7 +118,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn grpc_receiver_gets_the_server_span() {
     let (addr, received) = grpc_receiver().await;
     let config = fast(
@@ -116,7 +128,7 @@ async fn grpc_receiver_gets_the_server_span() {
     exports_the_server_span(config, received).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn http_protobuf_receiver_gets_the_server_span() {
     let (addr, received) = http_receiver().await;
     let config = lookup(&[
