@@ -92,7 +92,8 @@ impl AuditError {
         }
     }
 
-    pub(crate) fn store(backend: &'static str, message: impl std::fmt::Display) -> Self {
+    /// A [`AuditError::Store`] (for custom [`AuditStore`](crate::AuditStore) implementations).
+    pub fn store(backend: &'static str, message: impl std::fmt::Display) -> Self {
         Self::Store {
             backend,
             message: message.to_string(),

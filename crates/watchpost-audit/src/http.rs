@@ -248,19 +248,27 @@ const FILTERS: &[&str] = &[
     "limit",
 ];
 
-fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, Problem> {
+fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, Box<Problem>> {
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.to_utc())
-        .map_err(|e| Problem::bad_request(format!("{name} is not an RFC 3339 time ({e}): {v:?}")))
+        .map_err(|e| {
+            Box::new(Problem::bad_request(format!(
+                "{name} is not an RFC 3339 time ({e}): {v:?}"
+            )))
+        })
+}
+
+fn bad(detail: impl Into<String>) -> Box<Problem> {
+    Box::new(Problem::bad_request(detail))
 }
 
 /// Reads the filters; refuses unknown names and bad values, and confines tenant keys to their tenant.
 fn parse_query(
     params: &HashMap<String, String>,
     principal: &Principal,
-) -> Result<EventQuery, Problem> {
+) -> Result<EventQuery, Box<Problem>> {
     if let Some(unknown) = params.keys().find(|k| !FILTERS.contains(&k.as_str())) {
-        return Err(Problem::bad_request(format!(
+        return Err(bad(format!(
             "unknown filter {unknown:?}; the filters are {}",
             FILTERS.join(", ")
         )));
@@ -280,20 +288,14 @@ fn parse_query(
         outcome: params
             .get("outcome")
             .map(|v| {
-                OutcomeResult::parse(v).ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "outcome {v:?} is not success, failure or pending"
-                    ))
-                })
+                OutcomeResult::parse(v)
+                    .ok_or_else(|| bad(format!("outcome {v:?} is not success, failure or pending")))
             })
             .transpose()?,
         correlation_id: text("correlationId"),
         cursor: params
             .get("cursor")
-            .map(|c| {
-                Cursor::decode(c)
-                    .ok_or_else(|| Problem::bad_request("cursor is not one this API returned"))
-            })
+            .map(|c| Cursor::decode(c).ok_or_else(|| bad("cursor is not one this API returned")))
             .transpose()?,
         limit: match params.get("limit") {
             None => 100,
@@ -302,7 +304,7 @@ fn parse_query(
                 .ok()
                 .filter(|n| (1..=MAX_PAGE).contains(n))
                 .ok_or_else(|| {
-                    Problem::bad_request(format!(
+                    bad(format!(
                         "limit must be an integer from 1 to {MAX_PAGE}, got {v:?}"
                     ))
                 })?,
@@ -310,14 +312,18 @@ fn parse_query(
     };
     if principal.role == Role::Tenant {
         let Some(own) = principal.tenant_id.clone() else {
-            return Err(Problem::new(http::StatusCode::FORBIDDEN)
-                .with_type(watchpost_core::problem::type_uri("forbidden"))
-                .with_detail("this key belongs to no tenant, so it can read no audit events"));
+            return Err(Box::new(
+                Problem::new(http::StatusCode::FORBIDDEN)
+                    .with_type(watchpost_core::problem::type_uri("forbidden"))
+                    .with_detail("this key belongs to no tenant, so it can read no audit events"),
+            ));
         };
         if q.tenant_id.as_ref().is_some_and(|t| *t != own) {
-            return Err(Problem::new(http::StatusCode::FORBIDDEN)
-                .with_type(watchpost_core::problem::type_uri("forbidden"))
-                .with_detail("a tenant key can read only its own tenant's audit events"));
+            return Err(Box::new(
+                Problem::new(http::StatusCode::FORBIDDEN)
+                    .with_type(watchpost_core::problem::type_uri("forbidden"))
+                    .with_detail("a tenant key can read only its own tenant's audit events"),
+            ));
         }
         q.tenant_id = Some(own);
     }
@@ -365,7 +371,7 @@ async fn list_events(State(s): State<ApiState>, req: Request) -> Response {
     };
     let q = match parse_query(&params, &principal) {
         Ok(q) => q,
-        Err(p) => return problem(p, &parts.extensions, &path),
+        Err(p) => return problem(*p, &parts.extensions, &path),
     };
     match s.auditor.store().query(&q).await {
         Ok(page) => axum::Json(EventPage {
@@ -454,7 +460,7 @@ async fn export_events(State(s): State<ApiState>, req: Request) -> Response {
     };
     let mut q = match parse_query(&params, &principal) {
         Ok(q) => q,
-        Err(p) => return problem(p, &parts.extensions, &path),
+        Err(p) => return problem(*p, &parts.extensions, &path),
     };
     q.limit = MAX_PAGE;
     let store = s.auditor.store().clone();

@@ -104,7 +104,7 @@ impl AuditStore for MemoryStore {
                 .iter()
                 .filter(|e| q.matches(e) && q.cursor.is_none_or(|c| c.precedes(e)))
                 .collect();
-            rows.sort_unstable_by(|a, b| (b.recorded_at, b.id).cmp(&(a.recorded_at, a.id)));
+            rows.sort_unstable_by_key(|e| std::cmp::Reverse((e.recorded_at, e.id)));
             rows.truncate(limit + 1);
             Ok(page_from(rows.into_iter().cloned().collect(), limit))
         })
