@@ -18,7 +18,9 @@ pub enum HealthError {
     #[error("the background health-check interval must be greater than zero")]
     ZeroInterval,
     /// Background mode started twice.
-    #[error("background health checks are already running; call shutdown() before starting them again")]
+    #[error(
+        "background health checks are already running; call shutdown() before starting them again"
+    )]
     BackgroundRunning,
     /// Background mode needs a Tokio runtime.
     #[error("background health checks need a Tokio runtime: call start_background from inside one")]

@@ -60,12 +60,12 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `postgres` | no | [`checks::PostgresCheck`] over a `deadpool_postgres::Pool` |
-//! | `sqlite` | no | [`checks::SqliteCheck`] over a `deadpool_sqlite::Pool` |
-//! | `redis` | no | [`checks::RedisCheck`] (`PING`) |
-//! | `http` | no | [`checks::HttpCheck`] (GET, expect 2xx) via `reqwest` with rustls |
-//! | `disk` | no | [`checks::DiskCheck`] (statvfs via `nix`) |
-//! | `memory` | no | [`checks::MemoryCheck`] (resident memory against the cgroup limit) |
+//! | `postgres` | no | `checks::PostgresCheck` over a `deadpool_postgres::Pool` |
+//! | `sqlite` | no | `checks::SqliteCheck` over a `deadpool_sqlite::Pool` |
+//! | `redis` | no | `checks::RedisCheck` (`PING`) |
+//! | `http` | no | `checks::HttpCheck` (GET, expect 2xx) via `reqwest` with rustls |
+//! | `disk` | no | `checks::DiskCheck` (statvfs via `nix`) |
+//! | `memory` | no | `checks::MemoryCheck` (resident memory against the cgroup limit) |
 //! | `openapi` | no | `openapi()`, the OpenAPI document of [`router`] |
 //!
 //! # Metrics

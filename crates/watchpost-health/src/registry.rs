@@ -185,7 +185,11 @@ impl HealthRegistry {
         if !valid_name(&check.name) {
             return Err(HealthError::InvalidName(check.name));
         }
-        let mut entries = self.inner.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self
+            .inner
+            .entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if entries.iter().any(|e| e.check.name == check.name) {
             return Err(HealthError::DuplicateCheck(check.name));
         }
@@ -204,7 +208,10 @@ impl HealthRegistry {
 
     /// The names of the registered checks, in registration order.
     pub fn check_names(&self) -> Vec<String> {
-        self.entries().iter().map(|e| e.check.name.clone()).collect()
+        self.entries()
+            .iter()
+            .map(|e| e.check.name.clone())
+            .collect()
     }
 
     /// The readiness gates; hand a clone to the code that starts and stops the server.
@@ -224,7 +231,11 @@ impl HealthRegistry {
 
     /// Sets the callback the detailed view uses for "open connections".
     pub fn set_open_connections(&self, f: OpenConnections) {
-        *self.inner.open_connections.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        *self
+            .inner
+            .open_connections
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     pub(crate) fn open_connections(&self) -> Option<u64> {
@@ -289,7 +300,11 @@ impl HealthRegistry {
             return Err(HealthError::ZeroInterval);
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HealthError::NoRuntime)?;
-        let mut background = self.inner.background.lock().unwrap_or_else(|e| e.into_inner());
+        let mut background = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if background.as_ref().is_some_and(|b| b.task.is_some()) {
             return Err(HealthError::BackgroundRunning);
         }
@@ -312,7 +327,10 @@ impl HealthRegistry {
             interval,
             task: Some(task),
         });
-        tracing::debug!(interval_ms = interval.as_millis() as u64, "background health checks started");
+        tracing::debug!(
+            interval_ms = interval.as_millis() as u64,
+            "background health checks started"
+        );
         Ok(())
     }
 
@@ -339,7 +357,11 @@ impl HealthRegistry {
             return inflight.clone();
         }
         state.runs += 1;
-        let fut = spawn_run(entry.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
+        let fut = spawn_run(
+            entry.clone(),
+            self.inner.clock.clone(),
+            self.inner.metrics.clone(),
+        );
         state.inflight = Some(fut.clone());
         fut
     }
@@ -543,9 +565,18 @@ mod tests {
 
     #[test]
     fn non_critical_failure_is_warn() {
-        assert_eq!(effective_status(false, HealthStatus::Fail), HealthStatus::Warn);
-        assert_eq!(effective_status(true, HealthStatus::Fail), HealthStatus::Fail);
-        assert_eq!(effective_status(false, HealthStatus::Pass), HealthStatus::Pass);
+        assert_eq!(
+            effective_status(false, HealthStatus::Fail),
+            HealthStatus::Warn
+        );
+        assert_eq!(
+            effective_status(true, HealthStatus::Fail),
+            HealthStatus::Fail
+        );
+        assert_eq!(
+            effective_status(false, HealthStatus::Pass),
+            HealthStatus::Pass
+        );
     }
 
     #[test]

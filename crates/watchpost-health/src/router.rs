@@ -224,12 +224,17 @@ async fn probe_response(
     json_response(status, &body, "application/json", report.max_age)
 }
 
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 fn probe_check(check: &CheckReport, details: bool) -> ProbeCheckBody {
     ProbeCheckBody {
         status: check.status,
         critical: check.critical,
         output: if details { check.output.clone() } else { None },
-        duration_ms: details.then_some(check.duration.as_secs_f64() * 1000.0),
+        duration_ms: details.then_some(millis(check.duration)),
     }
 }
 
@@ -339,11 +344,24 @@ async fn ready_one(
     if query.verbose {
         let mut text = String::new();
         verbose_line(&mut text, &report.checks[0], details);
-        let verdict = if report.status == HealthStatus::Fail { "failed" } else { "passed" };
+        let verdict = if report.status == HealthStatus::Fail {
+            "failed"
+        } else {
+            "passed"
+        };
         let _ = writeln!(text, "readyz check {verdict}");
-        return with_headers((status, text).into_response(), "text/plain; charset=utf-8", max_age);
+        return with_headers(
+            (status, text).into_response(),
+            "text/plain; charset=utf-8",
+            max_age,
+        );
     }
-    json_response(status, &probe_body(&report, details), "application/json", max_age)
+    json_response(
+        status,
+        &probe_body(&report, details),
+        "application/json",
+        max_age,
+    )
 }
 
 #[cfg_attr(
@@ -401,8 +419,7 @@ fn health_json_entries(
         format!("{}:responseTime", check.name),
         HealthJsonEntry {
             component_type: check.component_type.clone(),
-            observed_value: details
-                .then(|| serde_json::json!(check.duration.as_secs_f64() * 1000.0)),
+            observed_value: details.then(|| serde_json::json!(millis(check.duration))),
             observed_unit: details.then(|| "ms".to_owned()),
             status: check.status,
             time: check.time,
@@ -463,7 +480,12 @@ async fn detailed(State(registry): State<HealthRegistry>, request: Request) -> R
             open_connections: registry.open_connections(),
         }),
     };
-    json_response(report.status.http_status(), &body, HEALTH_JSON, report.max_age)
+    json_response(
+        report.status.http_status(),
+        &body,
+        HEALTH_JSON,
+        report.max_age,
+    )
 }
 
 /// The OpenAPI document of [`router`].

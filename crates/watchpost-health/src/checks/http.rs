@@ -63,17 +63,15 @@ impl HealthCheck for HttpCheck {
                 self.url.path()
             );
             match self.client.get(self.url.clone()).send().await {
-                Ok(response) if response.status().is_success() => CheckOutcome::pass()
-                    .observe("httpStatus", response.status().as_u16(), None),
+                Ok(response) if response.status().is_success() => {
+                    CheckOutcome::pass().observe("httpStatus", response.status().as_u16(), None)
+                }
                 Ok(response) => CheckOutcome::fail(format!(
                     "GET {shown} answered {}, expected 2xx",
                     response.status()
                 ))
                 .observe("httpStatus", response.status().as_u16(), None),
-                Err(e) => CheckOutcome::fail(format!(
-                    "GET {shown} failed: {}",
-                    e.without_url()
-                )),
+                Err(e) => CheckOutcome::fail(format!("GET {shown} failed: {}", e.without_url())),
             }
         })
     }

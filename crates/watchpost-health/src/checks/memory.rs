@@ -64,7 +64,8 @@ impl MemoryCheck {
         let mut v1_path = None;
         for line in membership.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -100,7 +101,9 @@ impl MemoryCheck {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -205,7 +208,10 @@ mod tests {
         assert_eq!(f.check().cgroup_limit(), Some(209_715_200));
         let out = f.check().run().await;
         assert_eq!(out.status, HealthStatus::Pass);
-        f.write("memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+        f.write(
+            "memory/docker/abc/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         assert_eq!(f.check().cgroup_limit(), None);
     }
 }

@@ -2,12 +2,12 @@
 //!
 //! | check | feature | what it does |
 //! | --- | --- | --- |
-//! | [`PostgresCheck`] | `postgres` | `SELECT 1` over a `deadpool_postgres::Pool`; pool figures as observed values |
-//! | [`SqliteCheck`] | `sqlite` | `SELECT 1` over a `deadpool_sqlite::Pool` |
-//! | [`RedisCheck`] | `redis` | `PING` over a connection manager or a client |
-//! | [`HttpCheck`] | `http` | `GET` a URL, expect 2xx |
-//! | [`DiskCheck`] | `disk` | free space of a path: warn below 10 %, fail below 5 % |
-//! | [`MemoryCheck`] | `memory` | resident memory against the cgroup limit: warn above 90 % |
+//! | `PostgresCheck` | `postgres` | `SELECT 1` over a `deadpool_postgres::Pool`; pool figures as observed values |
+//! | `SqliteCheck` | `sqlite` | `SELECT 1` over a `deadpool_sqlite::Pool` |
+//! | `RedisCheck` | `redis` | `PING` over a connection manager or a client |
+//! | `HttpCheck` | `http` | `GET` a URL, expect 2xx |
+//! | `DiskCheck` | `disk` | free space of a path: warn below 10 %, fail below 5 % |
+//! | `MemoryCheck` | `memory` | resident memory against the cgroup limit: warn above 90 % |
 
 #[cfg(feature = "disk")]
 mod disk;

@@ -26,9 +26,12 @@ fn registry(config: HealthConfig) -> HealthRegistry {
     )
     .unwrap();
     r.register(
-        Check::new("redis", check_fn(|| async { CheckOutcome::fail("connection refused at 10.0.0.5:6379") }))
-            .non_critical()
-            .cache_for(Duration::from_secs(3)),
+        Check::new(
+            "redis",
+            check_fn(|| async { CheckOutcome::fail("connection refused at 10.0.0.5:6379") }),
+        )
+        .non_critical()
+        .cache_for(Duration::from_secs(3)),
     )
     .unwrap();
     r
@@ -49,7 +52,10 @@ async fn health_has_the_seed_shape() {
         serde_json::json!({"status": "ok", "service": "watchpost", "storeBackend": "sqlite"})
     );
     let (_, app) = make_app(HealthConfig::new("orders"));
-    assert_eq!(get(&app, "/health", None).await.json(), serde_json::json!({"status": "ok", "service": "orders"}));
+    assert_eq!(
+        get(&app, "/health", None).await.json(),
+        serde_json::json!({"status": "ok", "service": "orders"})
+    );
 }
 
 #[tokio::test]
@@ -59,7 +65,10 @@ async fn readiness_json_verbose_exclude_and_cache_control() {
     assert_eq!(a.status, 503, "not started yet");
     assert_eq!(a.json()["reason"], "start-up is not complete");
     let a = get(&app, "/health/ready?verbose", None).await;
-    assert_eq!(a.text(), "[-]lifecycle failed: start-up is not complete\nreadyz check failed\n");
+    assert_eq!(
+        a.text(),
+        "[-]lifecycle failed: start-up is not complete\nreadyz check failed\n"
+    );
 
     r.mark_started();
     let a = get(&app, "/health/ready", None).await;
@@ -70,8 +79,14 @@ async fn readiness_json_verbose_exclude_and_cache_control() {
     assert_eq!(v["status"], "warn");
     assert_eq!(v["health"], "degraded");
     assert_eq!(v["phase"], "started");
-    assert_eq!(v["checks"]["postgres"], serde_json::json!({"status": "pass", "critical": true}));
-    assert_eq!(v["checks"]["redis"], serde_json::json!({"status": "warn", "critical": false}));
+    assert_eq!(
+        v["checks"]["postgres"],
+        serde_json::json!({"status": "pass", "critical": true})
+    );
+    assert_eq!(
+        v["checks"]["redis"],
+        serde_json::json!({"status": "warn", "critical": false})
+    );
 
     let a = get(&app, "/health/ready?verbose", None).await;
     assert_eq!(a.status, 200);
@@ -81,22 +96,35 @@ async fn readiness_json_verbose_exclude_and_cache_control() {
         "[+]lifecycle ok\n[+]postgres ok\n[-]redis failed (non-critical): reason withheld\nreadyz check passed\n"
     );
     let a = get(&app, "/health/ready?verbose", Some(root())).await;
-    assert!(a.text().contains("[-]redis failed (non-critical): connection refused at 10.0.0.5:6379\n"));
+    assert!(
+        a.text()
+            .contains("[-]redis failed (non-critical): connection refused at 10.0.0.5:6379\n")
+    );
 
-    let a = get(&app, "/health/ready?verbose&exclude=redis&exclude=ghost", None).await;
+    let a = get(
+        &app,
+        "/health/ready?verbose&exclude=redis&exclude=ghost",
+        None,
+    )
+    .await;
     assert_eq!(
         a.text(),
         "[+]lifecycle ok\n[+]postgres ok\nwarn: some health checks cannot be excluded: no matches for \"ghost\"\nreadyz check passed\n"
     );
     assert_eq!(a.header("cache-control"), "max-age=7");
-    let v = get(&app, "/health/ready?exclude=redis&exclude=ghost", None).await.json();
+    let v = get(&app, "/health/ready?exclude=redis&exclude=ghost", None)
+        .await
+        .json();
     assert_eq!(v["status"], "pass");
     assert_eq!(v["unknownExcludes"], serde_json::json!(["ghost"]));
 
     r.mark_shutting_down();
     let a = get(&app, "/health/ready?verbose", None).await;
     assert_eq!(a.status, 503);
-    assert_eq!(a.text(), "[-]lifecycle failed: the server is shutting down\nreadyz check failed\n");
+    assert_eq!(
+        a.text(),
+        "[-]lifecycle failed: the server is shutting down\nreadyz check failed\n"
+    );
     let a = get(&app, "/health/live?verbose", None).await;
     assert_eq!(a.status, 200, "liveness stays up while draining");
     assert_eq!(a.text(), "livez check passed\n");
@@ -127,7 +155,9 @@ async fn one_check_and_unknown_check() {
 
 #[tokio::test]
 async fn seed_ready_shape() {
-    let config = HealthConfig::new("watchpost").store_backend("postgres").db_check("postgres");
+    let config = HealthConfig::new("watchpost")
+        .store_backend("postgres")
+        .db_check("postgres");
     let (r, app) = make_app(config);
     let a = get(&app, "/ready", None).await;
     assert_eq!(a.status, 503);
@@ -141,21 +171,38 @@ async fn seed_ready_shape() {
     );
 
     // A failing database: 503, the reason for root only.
-    let r = HealthRegistry::new(HealthConfig::new("w").store_backend("postgres").db_check("postgres"));
-    r.register(Check::new("postgres", check_fn(|| async { CheckOutcome::fail("refused") }))).unwrap();
+    let r = HealthRegistry::new(
+        HealthConfig::new("w")
+            .store_backend("postgres")
+            .db_check("postgres"),
+    );
+    r.register(Check::new(
+        "postgres",
+        check_fn(|| async { CheckOutcome::fail("refused") }),
+    ))
+    .unwrap();
     r.mark_started();
     let app = router(r);
     let a = get(&app, "/ready", None).await;
     assert_eq!(a.status, 503);
-    assert_eq!(a.json(), serde_json::json!({"ok": false, "storeBackend": "postgres", "db": {"ok": false}}));
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"ok": false, "storeBackend": "postgres", "db": {"ok": false}})
+    );
     let a = get(&app, "/ready", Some(root())).await;
-    assert_eq!(a.json()["db"], serde_json::json!({"ok": false, "error": "refused"}));
+    assert_eq!(
+        a.json()["db"],
+        serde_json::json!({"ok": false, "error": "refused"})
+    );
 
     // The memory backend has no database.
     let r = HealthRegistry::new(HealthConfig::new("w").store_backend("memory"));
     r.mark_started();
     let a = get(&router(r), "/ready", None).await;
-    assert_eq!(a.json(), serde_json::json!({"ok": true, "storeBackend": "memory"}));
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"ok": true, "storeBackend": "memory"})
+    );
 }
 
 fn assert_rfc3339(v: &serde_json::Value) {
@@ -193,7 +240,14 @@ async fn detailed_is_health_json_field_by_field_for_root() {
     let checks = v["checks"].as_object().unwrap();
     let mut keys: Vec<&str> = checks.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["postgres:connections", "postgres:responseTime", "redis:responseTime"]);
+    assert_eq!(
+        keys,
+        [
+            "postgres:connections",
+            "postgres:responseTime",
+            "redis:responseTime"
+        ]
+    );
 
     let rt = &checks["postgres:responseTime"].as_array().unwrap()[0];
     assert_eq!(rt["componentType"], "datastore");
@@ -224,20 +278,30 @@ async fn details_are_root_only_unless_always() {
         for (key, entries) in v["checks"].as_object().unwrap() {
             for e in entries.as_array().unwrap() {
                 let fields: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
-                assert_eq!(fields, ["componentType", "status", "time"], "{who:?} sees {key}: {e}");
+                assert_eq!(
+                    fields,
+                    ["componentType", "status", "time"],
+                    "{who:?} sees {key}: {e}"
+                );
             }
         }
         let v = get(&app, "/health/ready", who.clone()).await.json();
         assert!(v["checks"]["redis"].get("output").is_none());
     }
     let v = get(&app, "/health/ready", Some(root())).await.json();
-    assert_eq!(v["checks"]["redis"]["output"], "connection refused at 10.0.0.5:6379");
+    assert_eq!(
+        v["checks"]["redis"]["output"],
+        "connection refused at 10.0.0.5:6379"
+    );
     assert!(v["checks"]["redis"]["durationMs"].is_number());
 
     let (r, app) = make_app(HealthConfig::default().show_details(ShowDetails::Always));
     r.mark_started();
     let v = get(&app, "/health/detailed", None).await.json();
-    assert_eq!(v["checks"]["redis:responseTime"][0]["output"], "connection refused at 10.0.0.5:6379");
+    assert_eq!(
+        v["checks"]["redis:responseTime"][0]["output"],
+        "connection refused at 10.0.0.5:6379"
+    );
     assert!(v["process"].is_object());
 
     let (r, app) = make_app(HealthConfig::default().show_details(ShowDetails::Never));
@@ -252,6 +316,9 @@ async fn mounts_under_a_prefix() {
     r.mark_started();
     let app = Router::new().nest("/ops", r.router());
     assert_eq!(get(&app, "/ops/health/live", None).await.status, 200);
-    assert_eq!(get(&app, "/ops/health/ready/postgres", None).await.status, 200);
+    assert_eq!(
+        get(&app, "/ops/health/ready/postgres", None).await.status,
+        200
+    );
     assert_eq!(get(&app, "/health/live", None).await.status, 404);
 }

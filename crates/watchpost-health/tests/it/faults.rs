@@ -68,12 +68,19 @@ async fn postgres_pass_stall_cut_restore() {
     let proxy = FaultProxy::start(db.socket_addr()).await;
     let r = HealthRegistry::new(HealthConfig::default());
     r.register(
-        Check::new("postgres", PostgresCheck::new(pool(&db.url_via(proxy.addr()))))
-            .timeout(TIMEOUT)
-            .cache_for(Duration::ZERO),
+        Check::new(
+            "postgres",
+            PostgresCheck::new(pool(&db.url_via(proxy.addr()))),
+        )
+        .timeout(TIMEOUT)
+        .cache_for(Duration::ZERO),
     )
     .unwrap();
-    r.register(Check::new("other", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
+    r.register(Check::new(
+        "other",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
     r.mark_started();
     let app = router(r.clone());
 
@@ -82,17 +89,28 @@ async fn postgres_pass_stall_cut_restore() {
     assert_eq!(a.status, 200, "{}", a.text());
     assert!(a.text().contains("[+]postgres ok"));
     let v = get(&app, "/health/detailed", Some(root())).await.json();
-    let out = v["checks"]["postgres:responseTime"][0]["output"].as_str().unwrap().to_owned();
+    let out = v["checks"]["postgres:responseTime"][0]["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(out.starts_with("Pool: 1 total, 1 idle, 0 waiting"), "{out}");
     assert_eq!(v["checks"]["postgres:connections"][0]["observedValue"], 1);
-    assert_eq!(v["checks"]["postgres:responseTime"][0]["componentType"], "datastore");
+    assert_eq!(
+        v["checks"]["postgres:responseTime"][0]["componentType"],
+        "datastore"
+    );
 
     // Stall: fails within the timeout; other checks unaffected; liveness stays.
     proxy.stall();
     let (a, took) = timed_probe(&app).await;
     assert_eq!(a.status, 503, "{}", a.text());
     assert!(took < TIMEOUT + MARGIN, "probe took {took:?}");
-    assert!(a.text().contains("[-]postgres failed: timed out after 400 ms"), "{}", a.text());
+    assert!(
+        a.text()
+            .contains("[-]postgres failed: timed out after 400 ms"),
+        "{}",
+        a.text()
+    );
     assert!(a.text().contains("[+]other ok"));
     assert!(a.text().ends_with("readyz check failed\n"));
     assert_eq!(get(&app, "/health/live", None).await.status, 200);
@@ -143,7 +161,11 @@ async fn postgres_single_flight_under_a_thousand_probes() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert_eq!(queries.load(Ordering::SeqCst), 1, "PostgreSQL saw one SELECT 1 for 1,000 probes");
+    assert_eq!(
+        queries.load(Ordering::SeqCst),
+        1,
+        "PostgreSQL saw one SELECT 1 for 1,000 probes"
+    );
     assert_eq!(proxy.connections_accepted(), 1, "and one connection");
 }
 
@@ -161,8 +183,12 @@ async fn redis_pass_stall_cut_restore_and_non_critical() {
     .expect("connect through the proxy");
 
     let r = HealthRegistry::new(HealthConfig::default());
-    r.register(Check::new("redis", RedisCheck::new(manager)).timeout(TIMEOUT).cache_for(Duration::ZERO))
-        .unwrap();
+    r.register(
+        Check::new("redis", RedisCheck::new(manager))
+            .timeout(TIMEOUT)
+            .cache_for(Duration::ZERO),
+    )
+    .unwrap();
     // The same server through a per-run client, non-critical.
     r.register(
         Check::new("redis-client", RedisCheck::from_client(client))
@@ -176,14 +202,26 @@ async fn redis_pass_stall_cut_restore_and_non_critical() {
 
     let a = get(&app, "/health/ready?verbose", Some(root())).await;
     assert_eq!(a.status, 200, "{}", a.text());
-    assert!(a.text().contains("[+]redis ok\n[+]redis-client ok\n"), "{}", a.text());
+    assert!(
+        a.text().contains("[+]redis ok\n[+]redis-client ok\n"),
+        "{}",
+        a.text()
+    );
 
     proxy.stall();
     let (a, took) = timed_probe(&app).await;
     assert_eq!(a.status, 503, "{}", a.text());
     assert!(took < TIMEOUT + MARGIN, "probe took {took:?}");
-    assert!(a.text().contains("[-]redis failed: timed out after 400 ms"), "{}", a.text());
-    assert!(a.text().contains("[-]redis-client failed (non-critical): "), "{}", a.text());
+    assert!(
+        a.text().contains("[-]redis failed: timed out after 400 ms"),
+        "{}",
+        a.text()
+    );
+    assert!(
+        a.text().contains("[-]redis-client failed (non-critical): "),
+        "{}",
+        a.text()
+    );
 
     // With only the non-critical check counted, a Redis outage is warn and 200.
     let a = get(&app, "/health/ready?exclude=redis", None).await;

@@ -29,7 +29,10 @@ pub(crate) struct Answer {
 impl Answer {
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -77,7 +80,12 @@ pub(crate) fn root() -> Principal {
 }
 
 pub(crate) fn tenant() -> Principal {
-    Principal::new("k1", "ci", Some("acme".into()), watchpost_core::Role::Tenant)
+    Principal::new(
+        "k1",
+        "ci",
+        Some("acme".into()),
+        watchpost_core::Role::Tenant,
+    )
 }
 
 /// A check that counts its runs and answers with what the shared cell says.

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use watchpost_health::{Check, CheckOutcome, HealthConfig, HealthRegistry, PATHS, check_fn, openapi, router};
+use watchpost_health::{
+    Check, CheckOutcome, HealthConfig, HealthRegistry, PATHS, check_fn, openapi, router,
+};
 
 use crate::get;
 
@@ -13,7 +15,11 @@ async fn openapi_and_router_agree() {
     assert_eq!(documented, served);
 
     let r = HealthRegistry::new(HealthConfig::default());
-    r.register(Check::new("db", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
+    r.register(Check::new(
+        "db",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
     r.mark_started();
     let app = router(r);
     for path in &documented {

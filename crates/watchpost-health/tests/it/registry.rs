@@ -24,26 +24,42 @@ async fn a_slow_check_times_out_and_the_probe_answers_in_time() {
     let r = started();
     let hits = Arc::new(AtomicU64::new(0));
     r.register(
-        Check::new("slow", counting(hits.clone(), Duration::from_secs(30), CheckOutcome::pass()))
-            .timeout(Duration::from_millis(100)),
+        Check::new(
+            "slow",
+            counting(hits.clone(), Duration::from_secs(30), CheckOutcome::pass()),
+        )
+        .timeout(Duration::from_millis(100)),
     )
     .unwrap();
-    r.register(Check::new("fast", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
+    r.register(Check::new(
+        "fast",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
     let t = std::time::Instant::now();
     let report = r.probe(Probe::Readiness, &[]).await;
-    assert!(t.elapsed() < Duration::from_millis(600), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(600),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(report.status, HealthStatus::Fail);
     let slow = report.checks.iter().find(|c| c.name == "slow").unwrap();
     assert_eq!(slow.status, HealthStatus::Fail);
     assert_eq!(slow.output.as_deref(), Some("timed out after 100 ms"));
     let fast = report.checks.iter().find(|c| c.name == "fast").unwrap();
-    assert_eq!(fast.status, HealthStatus::Pass, "other checks are unaffected");
+    assert_eq!(
+        fast.status,
+        HealthStatus::Pass,
+        "other checks are unaffected"
+    );
 }
 
 #[tokio::test]
 async fn a_panicking_check_fails_and_keeps_its_criticality() {
     let r = started();
-    r.register(Check::new("boom", check_fn(|| async { panic!("kaboom") }))).unwrap();
+    r.register(Check::new("boom", check_fn(|| async { panic!("kaboom") })))
+        .unwrap();
     r.register(Check::new("soft-boom", check_fn(|| async { panic!("soft") })).non_critical())
         .unwrap();
     let boom = r.check("boom").await.unwrap();
@@ -61,15 +77,25 @@ async fn a_panicking_check_fails_and_keeps_its_criticality() {
 #[tokio::test]
 async fn a_non_critical_failure_degrades_to_warn() {
     let r = started();
-    r.register(Check::new("db", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
+    r.register(Check::new(
+        "db",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
     r.register(
-        Check::new("cache", check_fn(|| async { CheckOutcome::fail("refused") })).non_critical(),
+        Check::new(
+            "cache",
+            check_fn(|| async { CheckOutcome::fail("refused") }),
+        )
+        .non_critical(),
     )
     .unwrap();
     let report = r.probe(Probe::Readiness, &[]).await;
     assert_eq!(report.status, HealthStatus::Warn);
     assert_eq!(report.status.http_status(), 200);
-    let report = r.probe(Probe::Readiness, &["cache".to_owned(), "nope".to_owned()]).await;
+    let report = r
+        .probe(Probe::Readiness, &["cache".to_owned(), "nope".to_owned()])
+        .await;
     assert_eq!(report.status, HealthStatus::Pass);
     assert_eq!(report.checks.len(), 1);
     assert_eq!(report.unknown_excludes, ["nope"]);
@@ -80,8 +106,15 @@ async fn a_thousand_concurrent_probes_share_one_run() {
     let r = started();
     let hits = Arc::new(AtomicU64::new(0));
     r.register(
-        Check::new("dep", counting(hits.clone(), Duration::from_millis(200), CheckOutcome::pass()))
-            .cache_for(Duration::from_secs(30)),
+        Check::new(
+            "dep",
+            counting(
+                hits.clone(),
+                Duration::from_millis(200),
+                CheckOutcome::pass(),
+            ),
+        )
+        .cache_for(Duration::from_secs(30)),
     )
     .unwrap();
     let tasks: Vec<_> = (0..1000)
@@ -93,7 +126,11 @@ async fn a_thousand_concurrent_probes_share_one_run() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), HealthStatus::Pass);
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "one dependency query for 1,000 probes");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one dependency query for 1,000 probes"
+    );
     assert_eq!(r.run_count("dep"), Some(1));
     // Cached: more probes within the lifetime cost nothing.
     r.probe(Probe::Readiness, &[]).await;
@@ -105,8 +142,11 @@ async fn results_are_cached_for_their_lifetime() {
     let r = started();
     let hits = Arc::new(AtomicU64::new(0));
     r.register(
-        Check::new("dep", counting(hits.clone(), Duration::ZERO, CheckOutcome::pass()))
-            .cache_for(Duration::from_secs(5)),
+        Check::new(
+            "dep",
+            counting(hits.clone(), Duration::ZERO, CheckOutcome::pass()),
+        )
+        .cache_for(Duration::from_secs(5)),
     )
     .unwrap();
     r.probe(Probe::Readiness, &[]).await;
@@ -122,33 +162,60 @@ async fn results_are_cached_for_their_lifetime() {
 async fn lifecycle_gates_readiness_but_not_liveness() {
     let r = HealthRegistry::new(HealthConfig::default());
     let hits = Arc::new(AtomicU64::new(0));
-    r.register(Check::new("db", counting(hits.clone(), Duration::ZERO, CheckOutcome::pass())))
-        .unwrap();
+    r.register(Check::new(
+        "db",
+        counting(hits.clone(), Duration::ZERO, CheckOutcome::pass()),
+    ))
+    .unwrap();
     let report = r.probe(Probe::Readiness, &[]).await;
     assert_eq!(report.status, HealthStatus::Fail);
     assert_eq!(report.phase, LifecyclePhase::Starting);
     assert_eq!(report.lifecycle_failure, Some("start-up is not complete"));
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "no dependency is touched before start-up completes");
-    assert_eq!(r.probe(Probe::Liveness, &[]).await.status, HealthStatus::Pass);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no dependency is touched before start-up completes"
+    );
+    assert_eq!(
+        r.probe(Probe::Liveness, &[]).await.status,
+        HealthStatus::Pass
+    );
 
     r.lifecycle().clone().mark_started();
-    assert_eq!(r.probe(Probe::Readiness, &[]).await.status, HealthStatus::Pass);
+    assert_eq!(
+        r.probe(Probe::Readiness, &[]).await.status,
+        HealthStatus::Pass
+    );
 
     r.mark_shutting_down();
     let t = std::time::Instant::now();
     let report = r.probe(Probe::Readiness, &[]).await;
     assert!(t.elapsed() < Duration::from_millis(50));
     assert_eq!(report.status, HealthStatus::Fail);
-    assert_eq!(report.lifecycle_failure, Some("the server is shutting down"));
-    assert_eq!(r.probe(Probe::Liveness, &[]).await.status, HealthStatus::Pass);
+    assert_eq!(
+        report.lifecycle_failure,
+        Some("the server is shutting down")
+    );
+    assert_eq!(
+        r.probe(Probe::Liveness, &[]).await.status,
+        HealthStatus::Pass
+    );
     r.mark_started();
-    assert_eq!(r.lifecycle().phase(), LifecyclePhase::ShuttingDown, "shutdown is final");
+    assert_eq!(
+        r.lifecycle().phase(),
+        LifecyclePhase::ShuttingDown,
+        "shutdown is final"
+    );
 }
 
 #[tokio::test]
 async fn liveness_runs_only_liveness_checks() {
     let r = started();
-    r.register(Check::new("db", check_fn(|| async { CheckOutcome::fail("down") }))).unwrap();
+    r.register(Check::new(
+        "db",
+        check_fn(|| async { CheckOutcome::fail("down") }),
+    ))
+    .unwrap();
     r.register(
         Check::new("event-loop", check_fn(|| async { CheckOutcome::pass() }))
             .liveness(true)
@@ -159,9 +226,22 @@ async fn liveness_runs_only_liveness_checks() {
         .unwrap();
     let live = r.probe(Probe::Liveness, &[]).await;
     assert_eq!(live.status, HealthStatus::Pass);
-    assert_eq!(live.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["event-loop"]);
+    assert_eq!(
+        live.checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["event-loop"]
+    );
     let ready = r.probe(Probe::Readiness, &[]).await;
-    assert_eq!(ready.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["db"]);
+    assert_eq!(
+        ready
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["db"]
+    );
     assert_eq!(r.probe(Probe::Detailed, &[]).await.checks.len(), 3);
 }
 
@@ -170,7 +250,10 @@ fn names_are_validated_and_unique() {
     let r = HealthRegistry::new(HealthConfig::default());
     let ok = || check_fn(|| async { CheckOutcome::pass() });
     r.register(Check::new("db", ok())).unwrap();
-    assert!(matches!(r.register(Check::new("db", ok())), Err(HealthError::DuplicateCheck(_))));
+    assert!(matches!(
+        r.register(Check::new("db", ok())),
+        Err(HealthError::DuplicateCheck(_))
+    ));
     for bad in ["", "a:b", "a/b", "white space", &"x".repeat(65)] {
         let err = r.register(Check::new(bad, ok())).unwrap_err();
         assert!(matches!(err, HealthError::InvalidName(_)), "{bad:?}");
@@ -198,9 +281,17 @@ async fn background_mode_answers_from_last_results_and_turns_stale() {
             }
         })
     };
-    r.register(Check::new("dep", check).timeout(Duration::from_secs(60))).unwrap();
-    r.register(Check::new("other", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
-    assert!(matches!(r.start_background(Duration::ZERO), Err(HealthError::ZeroInterval)));
+    r.register(Check::new("dep", check).timeout(Duration::from_secs(60)))
+        .unwrap();
+    r.register(Check::new(
+        "other",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
+    assert!(matches!(
+        r.start_background(Duration::ZERO),
+        Err(HealthError::ZeroInterval)
+    ));
     r.start_background(Duration::from_secs(10)).unwrap();
     assert!(matches!(
         r.start_background(Duration::from_secs(10)),
@@ -211,23 +302,44 @@ async fn background_mode_answers_from_last_results_and_turns_stale() {
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     for _ in 0..50 {
-        assert_eq!(r.probe(Probe::Readiness, &[]).await.status, HealthStatus::Pass);
+        assert_eq!(
+            r.probe(Probe::Readiness, &[]).await.status,
+            HealthStatus::Pass
+        );
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 3, "probes answer from the background results");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "probes answer from the background results"
+    );
 
     // From the tick at 30 s the dependency hangs; the last result (20 s) ages.
     hang.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(20)).await; // now 45 s: age 25 s < 30 s
-    assert_eq!(r.probe(Probe::Readiness, &[]).await.status, HealthStatus::Pass);
+    assert_eq!(
+        r.probe(Probe::Readiness, &[]).await.status,
+        HealthStatus::Pass
+    );
     tokio::time::sleep(Duration::from_secs(10)).await; // now 55 s: age 35 s > 30 s
     let before = tokio::time::Instant::now();
     let report = r.probe(Probe::Readiness, &[]).await;
-    assert_eq!(before.elapsed(), Duration::ZERO, "a stale answer does not wait for the hung run");
+    assert_eq!(
+        before.elapsed(),
+        Duration::ZERO,
+        "a stale answer does not wait for the hung run"
+    );
     assert_eq!(report.status, HealthStatus::Fail);
     let dep = report.checks.iter().find(|c| c.name == "dep").unwrap();
-    assert!(dep.output.as_deref().unwrap().starts_with("stale:"), "{dep:?}");
+    assert!(
+        dep.output.as_deref().unwrap().starts_with("stale:"),
+        "{dep:?}"
+    );
     let other = report.checks.iter().find(|c| c.name == "other").unwrap();
-    assert_eq!(other.status, HealthStatus::Pass, "a hung check does not hold up the others");
+    assert_eq!(
+        other.status,
+        HealthStatus::Pass,
+        "a hung check does not hold up the others"
+    );
 
     // After shutdown no more runs happen; results already collected go stale.
     r.shutdown().await;
@@ -241,18 +353,41 @@ async fn background_mode_answers_from_last_results_and_turns_stale() {
 #[tokio::test]
 async fn metrics_record_the_last_run() {
     let r = started();
-    r.register(Check::new("db", check_fn(|| async { CheckOutcome::pass() }))).unwrap();
+    r.register(Check::new(
+        "db",
+        check_fn(|| async { CheckOutcome::pass() }),
+    ))
+    .unwrap();
     r.register(Check::new("cache", check_fn(|| async { CheckOutcome::fail("x") })).non_critical())
         .unwrap();
-    r.register(Check::new("queue", check_fn(|| async { CheckOutcome::fail("x") }))).unwrap();
+    r.register(Check::new(
+        "queue",
+        check_fn(|| async { CheckOutcome::fail("x") }),
+    ))
+    .unwrap();
     let mut registry = Registry::default();
     r.register_metrics(&mut registry);
     r.probe(Probe::Readiness, &[]).await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("# TYPE watchpost_health_check_status gauge"), "{text}");
-    assert!(text.contains("watchpost_health_check_status{check=\"db\"} 1.0"), "{text}");
-    assert!(text.contains("watchpost_health_check_status{check=\"cache\"} 0.5"), "{text}");
-    assert!(text.contains("watchpost_health_check_status{check=\"queue\"} 0.0"), "{text}");
-    assert!(text.contains("watchpost_health_check_duration_seconds{check=\"db\"}"), "{text}");
+    assert!(
+        text.contains("# TYPE watchpost_health_check_status gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("watchpost_health_check_status{check=\"db\"} 1.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("watchpost_health_check_status{check=\"cache\"} 0.5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("watchpost_health_check_status{check=\"queue\"} 0.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("watchpost_health_check_duration_seconds{check=\"db\"}"),
+        "{text}"
+    );
 }
