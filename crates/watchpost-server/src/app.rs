@@ -1,0 +1,153 @@
+//! Assembly: the application state, the router with every endpoint, and the layers in the order
+//! the design fixes (outermost first: correlation, metrics, auth, rate limit, audit, handler).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use watchpost_core::{Problem, SharedClock};
+
+use crate::auth::{AuthLayer, Authenticator};
+use crate::config::Config;
+use crate::keys::ApiKeyStore;
+use crate::store::Stores;
+use crate::{keys_api, openapi};
+
+/// What handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The opened stores.
+    pub stores: Stores,
+    /// API keys.
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// The authenticator (shared with the auth layer).
+    pub auth: Arc<Authenticator>,
+    /// Wall-clock time.
+    pub clock: SharedClock,
+}
+
+impl AppState {
+    /// State over opened `stores`.
+    pub fn new(config: Config, stores: Stores, clock: SharedClock) -> Self {
+        let keys = crate::keys::store_for(&stores);
+        let auth = Arc::new(Authenticator::new(
+            config.root_api_key.as_deref(),
+            keys.clone(),
+            config.auth_cache_ttl,
+        ));
+        Self {
+            config: Arc::new(config),
+            stores,
+            keys,
+            auth,
+            clock,
+        }
+    }
+}
+
+/// The complete OpenAPI document of what [`router`] serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::server_document()
+}
+
+/// The server's router: every endpoint and every layer.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit_bytes;
+    let api = Router::new()
+        .route("/auth/whoami", get(keys_api::whoami))
+        .route("/auth/keys", get(keys_api::list_keys).post(keys_api::create_key))
+        .route("/auth/keys/{id}", delete(keys_api::revoke_key))
+        .with_state(state.clone());
+    Router::new()
+        .merge(api)
+        .merge(openapi::routes(openapi_document()))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // `Router::layer` wraps every route after routing, so `MatchedPath` is visible to the layers.
+        .layer(middleware::from_fn_with_state(limit, problem_bodies))
+        .layer(AuthLayer::new(state.auth.clone()))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            // The panic message may hold data; it goes to nobody but the log of the correlation layer.
+            Problem::internal().to_http_response().map(axum::body::Body::from)
+        }))
+}
+
+async fn route_not_found(request: Request) -> Response {
+    Problem::route_not_found(request.uri().path())
+        .fill_from(request.extensions())
+        .to_http_response()
+        .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    Problem::method_not_allowed()
+        .with_instance(request.uri().path())
+        .fill_from(request.extensions())
+        .to_http_response()
+        .into_response()
+}
+
+/// Statuses the framework itself produces (extractor rejections, body limits) with a plain-text
+/// body; they are rewritten as problem+json. Bodies chosen by handlers (problem, health+json,
+/// Kubernetes-style text) are left alone: no handler answers these statuses in plain text.
+const FRAMEWORK_STATUSES: &[u16] = &[400, 405, 411, 413, 415, 422];
+
+/// The largest framework body read back to become the problem's detail.
+const MAX_REJECTION_TEXT: usize = 2048;
+
+async fn problem_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let extensions = request.extensions().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !FRAMEWORK_STATUSES.contains(&status.as_u16()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let problem = match status.as_u16() {
+        413 => Problem::payload_too_large(limit as u64),
+        405 => Problem::method_not_allowed(),
+        _ => {
+            let detail = if text.is_empty() {
+                status.canonical_reason().unwrap_or("bad request").to_owned()
+            } else {
+                text
+            };
+            Problem::new(status)
+                .with_type(watchpost_core::problem::type_uri("bad-request"))
+                .with_detail(detail)
+        }
+    };
+    let mut rendered = problem
+        .with_instance(path)
+        .fill_from(&extensions)
+        .to_http_response()
+        .into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        rendered.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    if status.as_u16() == 413 {
+        rendered
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    rendered
+}

@@ -1,0 +1,365 @@
+//! API-key authentication: [`Authenticator`] turns a presented key into a [`Principal`] or an
+//! [`AuthFailure`] in the request extensions; [`AuthLayer`] runs it for every request.
+//!
+//! The layer never answers a request itself: endpoints decide what they need through
+//! [`watchpost_core::authorize`], so a public endpoint stays public even when a client sends a
+//! bad key, and a root-only endpoint refuses everyone when no root key exists. Paths whose
+//! `Authorization` header belongs to someone else (the Alertmanager webhook, a `/metrics` scrape
+//! token) are not looked at. Attempts are counted per result in [`AuthCounters`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_layer::Layer;
+use tower_service::Service;
+use watchpost_core::{AuthFailure, Principal, RequestContext, Role};
+
+use crate::keys::{ApiKeyRecord, ApiKeyStore, parse_key};
+
+/// Counts of authentication attempts by result (exported as `watchpost_auth_attempts_total{result}`).
+#[derive(Debug, Default)]
+pub struct AuthCounters {
+    success: AtomicU64,
+    malformed: AtomicU64,
+    unknown: AtomicU64,
+    revoked: AtomicU64,
+    error: AtomicU64,
+}
+
+impl AuthCounters {
+    fn count(&self, outcome: &Outcome) {
+        let c = match outcome {
+            Outcome::Ok(_) => &self.success,
+            Outcome::Refused(AuthFailure::Malformed) => &self.malformed,
+            Outcome::Refused(AuthFailure::Unknown) => &self.unknown,
+            Outcome::Refused(AuthFailure::Revoked) => &self.revoked,
+            Outcome::Refused(AuthFailure::Missing) => return,
+            Outcome::StoreError => &self.error,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(result, count)` pairs: success, malformed, unknown, revoked, error.
+    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
+        [
+            ("success", self.success.load(Ordering::Relaxed)),
+            ("malformed", self.malformed.load(Ordering::Relaxed)),
+            ("unknown", self.unknown.load(Ordering::Relaxed)),
+            ("revoked", self.revoked.load(Ordering::Relaxed)),
+            ("error", self.error.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+enum Outcome {
+    Ok(Principal),
+    Refused(AuthFailure),
+    /// The store could not answer: treated as unknown for the request, counted apart.
+    StoreError,
+}
+
+/// Checks presented keys against the root key and the key store.
+pub struct Authenticator {
+    root_key_hash: Option<[u8; 32]>,
+    store: Arc<dyn ApiKeyStore>,
+    cache: Option<moka::future::Cache<String, Option<ApiKeyRecord>>>,
+    counters: Arc<AuthCounters>,
+    skip_exact: Vec<String>,
+    skip_prefixes: Vec<String>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("root_key", &self.root_key_hash.map(|_| "<set>"))
+            .field("store", &self.store)
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The principal of the configured root key.
+pub const ROOT_KEY_ID: &str = "root";
+
+impl Authenticator {
+    /// An authenticator for `root_key` (if any) and `store`, caching lookups for `cache_ttl` (zero: no cache).
+    pub fn new(root_key: Option<&str>, store: Arc<dyn ApiKeyStore>, cache_ttl: Duration) -> Self {
+        let cache = (!cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build()
+        });
+        Self {
+            root_key_hash: root_key.map(|k| Sha256::digest(k.as_bytes()).into()),
+            store,
+            cache,
+            counters: Arc::new(AuthCounters::default()),
+            skip_exact: vec!["/metrics".to_owned()],
+            skip_prefixes: vec!["/webhooks/".to_owned()],
+        }
+    }
+
+    /// The attempt counters.
+    pub fn counters(&self) -> Arc<AuthCounters> {
+        self.counters.clone()
+    }
+
+    /// Whether a root key is configured in the environment.
+    pub fn has_root_key(&self) -> bool {
+        self.root_key_hash.is_some()
+    }
+
+    /// Drops any cached lookup of key `id` (after a revocation through this process).
+    pub async fn forget(&self, id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(id).await;
+        }
+    }
+
+    fn skips(&self, path: &str) -> bool {
+        self.skip_exact.iter().any(|p| p == path) || self.skip_prefixes.iter().any(|p| path.starts_with(p))
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<ApiKeyRecord>, ()> {
+        match &self.cache {
+            Some(cache) => {
+                if let Some(hit) = cache.get(id).await {
+                    return Ok(hit);
+                }
+                let found = self.store.get(id).await.map_err(|e| {
+                    tracing::error!(error = %e, "API key lookup failed");
+                })?;
+                cache.insert(id.to_owned(), found.clone()).await;
+                Ok(found)
+            }
+            None => self.store.get(id).await.map_err(|e| {
+                tracing::error!(error = %e, "API key lookup failed");
+            }),
+        }
+    }
+
+    async fn check(&self, presented: &str) -> Outcome {
+        if let Some(root) = &self.root_key_hash {
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            if bool::from(digest.ct_eq(root)) {
+                return Outcome::Ok(Principal::new(ROOT_KEY_ID, "root", None, Role::Root));
+            }
+        }
+        let Some((id, secret)) = parse_key(presented) else {
+            return Outcome::Refused(AuthFailure::Malformed);
+        };
+        match self.lookup(id).await {
+            Err(()) => Outcome::StoreError,
+            Ok(None) => Outcome::Refused(AuthFailure::Unknown),
+            Ok(Some(record)) if !record.secret_matches(secret) => Outcome::Refused(AuthFailure::Unknown),
+            Ok(Some(record)) if record.revoked_at.is_some() => Outcome::Refused(AuthFailure::Revoked),
+            Ok(Some(record)) => Outcome::Ok(Principal::new(record.id, record.name, record.tenant_id, record.role)),
+        }
+    }
+
+    /// Authenticates the request's credential into its extensions.
+    pub async fn authenticate<B>(&self, request: &mut Request<B>) {
+        if self.skips(request.uri().path()) {
+            return;
+        }
+        let presented = match credential(request.headers()) {
+            Credential::None => return,
+            Credential::Invalid => Outcome::Refused(AuthFailure::Malformed),
+            Credential::Key(key) => self.check(&key).await,
+        };
+        self.counters.count(&presented);
+        match presented {
+            Outcome::Ok(principal) => {
+                if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
+                    ctx.principal = Some(principal.clone());
+                }
+                request.extensions_mut().insert(principal);
+            }
+            Outcome::Refused(failure) => {
+                tracing::warn!(reason = failure.as_str(), "API key refused");
+                request.extensions_mut().insert(failure);
+            }
+            Outcome::StoreError => {
+                request.extensions_mut().insert(AuthFailure::Unknown);
+            }
+        }
+    }
+}
+
+enum Credential {
+    None,
+    Invalid,
+    Key(String),
+}
+
+/// `Authorization: Bearer <key>` first, then `X-API-Key`. Oversized or non-text values are invalid.
+fn credential(headers: &http::HeaderMap) -> Credential {
+    const MAX_KEY_LEN: usize = 512;
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let Ok(v) = v.to_str() else { return Credential::Invalid };
+        let Some((scheme, token)) = v.split_once(' ') else {
+            return Credential::Invalid;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Credential::Invalid;
+        }
+        let token = token.trim();
+        if token.is_empty() || token.len() > MAX_KEY_LEN {
+            return Credential::Invalid;
+        }
+        return Credential::Key(token.to_owned());
+    }
+    if let Some(v) = headers.get("x-api-key") {
+        return match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => Credential::Key(k.trim().to_owned()),
+            _ => Credential::Invalid,
+        };
+    }
+    Credential::None
+}
+
+/// Runs an [`Authenticator`] on every request.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer over `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> Auth<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    // The lookup is asynchronous (store, cache), so the future is boxed.
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // Take the service that was polled ready; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            auth.authenticate(&mut request).await;
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{MemoryKeyStore, generate};
+
+    fn req(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn outcomes_and_counts() {
+        let store = Arc::new(MemoryKeyStore::default());
+        let k = generate("t", Some("acme".into()), Role::Tenant, chrono::Utc::now());
+        store.insert(k.record.clone()).await.unwrap();
+        let auth = Authenticator::new(Some("0123456789abcdef-root"), store.clone(), Duration::ZERO);
+
+        let mut r = req(&[("authorization", "Bearer 0123456789abcdef-root")]);
+        auth.authenticate(&mut r).await;
+        assert!(r.extensions().get::<Principal>().unwrap().is_root());
+
+        let mut r = req(&[("x-api-key", &k.key)]);
+        auth.authenticate(&mut r).await;
+        assert_eq!(r.extensions().get::<Principal>().unwrap().tenant_id.as_deref(), Some("acme"));
+
+        let mut r = req(&[("authorization", "Basic abc")]);
+        auth.authenticate(&mut r).await;
+        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Malformed));
+
+        let wrong = format!("{}_{}", &k.key[..16], "A".repeat(43));
+        let mut r = req(&[("authorization", &format!("Bearer {wrong}"))]);
+        auth.authenticate(&mut r).await;
+        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Unknown));
+
+        store.revoke(&k.record.id, chrono::Utc::now()).await.unwrap();
+        let mut r = req(&[("x-api-key", &k.key)]);
+        auth.authenticate(&mut r).await;
+        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Revoked));
+
+        let mut r = req(&[]);
+        auth.authenticate(&mut r).await;
+        assert!(r.extensions().get::<AuthFailure>().is_none() && r.extensions().get::<Principal>().is_none());
+
+        let snap = auth.counters().snapshot();
+        assert_eq!(snap, [("success", 2), ("malformed", 1), ("unknown", 1), ("revoked", 1), ("error", 0)]);
+    }
+
+    #[tokio::test]
+    async fn webhook_and_scrape_paths_are_not_authenticated() {
+        let auth = Authenticator::new(None, Arc::new(MemoryKeyStore::default()), Duration::ZERO);
+        let mut r = Request::builder()
+            .uri("/webhooks/alertmanager")
+            .header("authorization", "Bearer am-token")
+            .body(())
+            .unwrap();
+        auth.authenticate(&mut r).await;
+        assert!(r.extensions().get::<AuthFailure>().is_none());
+        assert_eq!(auth.counters().snapshot()[2].1, 0);
+    }
+}

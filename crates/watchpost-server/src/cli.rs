@@ -1,0 +1,233 @@
+//! The command line: `watchpost [serve]`, `migrate`, `check-config`, `keys create|list|revoke`.
+//!
+//! Configuration problems print one line, `watchpost: error: ...`, and exit with status 2.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool talks on stdout and stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use watchpost_core::{Clock, Role, SystemClock};
+
+use crate::config::{Config, FlagOverrides, LogFormat, RawValues};
+use crate::keys::{self, RevokeOutcome};
+use crate::serve::{self, StartupError};
+
+/// Watchpost: production operations server.
+#[derive(Debug, Parser)]
+#[command(name = "watchpost", version, about)]
+pub struct Cli {
+    /// TOML configuration file (environment variables and flags override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides WATCHPOST_LISTEN).
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Store backend: sqlite, postgres or memory (overrides WATCHPOST_STORE).
+    #[arg(long, global = true, value_name = "STORE")]
+    store: Option<String>,
+    /// Data directory (overrides WATCHPOST_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// PostgreSQL URL (overrides DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Run the store migrations and exit.
+    Migrate,
+    /// Check the configuration without starting; prints the effective settings (secrets masked).
+    CheckConfig,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// A human name for the key.
+        #[arg(long)]
+        name: String,
+        /// The tenant the key belongs to (required for tenant keys).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// tenant (default) or root.
+        #[arg(long, default_value = "tenant")]
+        role: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `wpk_`, before the second `_`).
+        id: String,
+    },
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("watchpost: error: {message}");
+    ExitCode::from(2)
+}
+
+fn init_logging(config: &Config, to_stderr: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (config.log_format, to_stderr) {
+        (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Json, true) => builder.json().flatten_event(true).with_writer(std::io::stderr).try_init(),
+        (LogFormat::Pretty, false) => builder.try_init(),
+        (LogFormat::Pretty, true) => builder.with_writer(std::io::stderr).try_init(),
+    };
+    // A subscriber installed already (tests) is fine.
+    drop(result);
+}
+
+/// Parses the command line and runs it; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = FlagOverrides {
+        listen: cli.listen.clone(),
+        store: cli.store.clone(),
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+    };
+    let raw = match RawValues::collect(cli.config.as_deref(), &flags) {
+        Ok(raw) => raw,
+        Err(e) => return fail(e),
+    };
+    let config = match Config::from_raw(&raw) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    init_logging(&config, !matches!(command, Command::Serve));
+    runtime.block_on(async move {
+        match command {
+            Command::Serve => match serve::run(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            },
+            Command::Migrate => match serve::open_stores(&config).await {
+                Ok(stores) => {
+                    println!("migrations applied to the {} store", stores.kind.as_str());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            },
+            Command::CheckConfig => check_config(&config, &raw).await,
+            Command::Keys(k) => keys_command(config, k).await,
+        }
+    })
+}
+
+async fn check_config(config: &Config, raw: &RawValues) -> ExitCode {
+    for (var, value, source) in raw.describe() {
+        println!("{var}={value}  ({source})");
+    }
+    match serve::open_stores(config).await {
+        Ok(stores) => {
+            println!("ok: the {} store is reachable and migrated", stores.kind.as_str());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn keys_command(config: Config, command: KeysCommand) -> ExitCode {
+    if config.store == crate::config::StoreKind::Memory {
+        return fail("`watchpost keys` needs a persistent store: set WATCHPOST_STORE to sqlite or postgres");
+    }
+    let stores = match serve::open_stores(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let store = keys::store_for(&stores);
+    match command {
+        KeysCommand::Create { name, tenant, role } => {
+            let body = crate::keys_api::CreateKey {
+                name,
+                tenant_id: tenant,
+                role: Some(role),
+            };
+            let (name, tenant, role) = match crate::keys_api::validate_create(body) {
+                Ok(v) => v,
+                Err(p) => return fail(p.detail.unwrap_or(p.title)),
+            };
+            let new = keys::generate(&name, tenant, role, SystemClock.now());
+            if let Err(e) = store.insert(new.record.clone()).await {
+                eprintln!("watchpost: error: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!("id:     {}", new.record.id);
+            println!("name:   {}", new.record.name);
+            println!("tenant: {}", new.record.tenant_id.as_deref().unwrap_or("-"));
+            println!("role:   {}", new.record.role);
+            println!("key:    {}", new.key);
+            println!("Store the key now: it is not shown again.");
+            if role == Role::Root {
+                println!("This key has the root role.");
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List => match store.list().await {
+            Ok(all) => {
+                println!("{:<14} {:<24} {:<20} {:<7} {:<26} REVOKED", "ID", "NAME", "TENANT", "ROLE", "CREATED");
+                for k in all {
+                    println!(
+                        "{:<14} {:<24} {:<20} {:<7} {:<26} {}",
+                        k.id,
+                        k.name,
+                        k.tenant_id.as_deref().unwrap_or("-"),
+                        k.role,
+                        k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        k.revoked_at
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| "-".to_owned()),
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("watchpost: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        KeysCommand::Revoke { id } => match store.revoke(&id, SystemClock.now()).await {
+            Ok(RevokeOutcome::Revoked) => {
+                println!("revoked {id}");
+                ExitCode::SUCCESS
+            }
+            Ok(RevokeOutcome::AlreadyRevoked) => {
+                println!("{id} was already revoked");
+                ExitCode::SUCCESS
+            }
+            Ok(RevokeOutcome::NotFound) => {
+                eprintln!("watchpost: error: no API key has id {id}; see `watchpost keys list`");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("watchpost: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+impl From<StartupError> for ExitCode {
+    fn from(_: StartupError) -> Self {
+        ExitCode::from(2)
+    }
+}

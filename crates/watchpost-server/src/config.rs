@@ -1,0 +1,597 @@
+//! Configuration: one table of settings, read from defaults, an optional TOML file, the environment
+//! and command-line flags (later sources win), then parsed into a typed [`Config`].
+//!
+//! Every setting is declared once in [`SETTINGS`]; `docs/configuration.md` documents exactly those
+//! variables (the xtask tidy test compares the two). A bad value is a [`ConfigError`] whose one-line
+//! message names the variable (or file key, or flag) and says what is accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use watchpost_core::TrustedProxies;
+
+/// One configuration setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable.
+    pub var: &'static str,
+    /// Other variable names accepted (the seed systems' names); the main name wins when both are set.
+    pub aliases: &'static [&'static str],
+    /// The key in the TOML file.
+    pub file_key: &'static str,
+    /// The command-line flag that overrides it, if any.
+    pub flag: Option<&'static str>,
+    /// The default, as documented (`none` when unset by default).
+    pub default: &'static str,
+    /// Whether the value is a secret (never printed by `check-config` or logs).
+    pub secret: bool,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
+macro_rules! setting {
+    ($var:literal, [$($alias:literal),*], $key:literal, $flag:expr, $default:literal, $secret:literal, $meaning:literal) => {
+        Setting {
+            var: $var,
+            aliases: &[$($alias),*],
+            file_key: $key,
+            flag: $flag,
+            default: $default,
+            secret: $secret,
+            meaning: $meaning,
+        }
+    };
+}
+
+/// Every setting the server reads. `docs/configuration.md` must list exactly these variables.
+pub const SETTINGS: &[Setting] = &[
+    setting!("WATCHPOST_LISTEN", [], "listen", Some("--listen"), "0.0.0.0:4000", false,
+        "listen address; when unset, `PORT` (if set) gives 0.0.0.0:PORT"),
+    setting!("PORT", [], "port", None, "none", false,
+        "port to listen on when WATCHPOST_LISTEN is unset (platform convention)"),
+    setting!("WATCHPOST_STORE", ["STORE_BACKEND"], "store", Some("--store"), "sqlite", false,
+        "store backend: sqlite, postgres or memory"),
+    setting!("WATCHPOST_DATA_DIR", [], "data_dir", Some("--data-dir"), "./data", false,
+        "where the SQLite file, audit files and spool live"),
+    setting!("DATABASE_URL", [], "database_url", Some("--database-url"), "none", true,
+        "PostgreSQL URL, required when the store is postgres"),
+    setting!("WATCHPOST_DATABASE_POOL_SIZE", [], "database_pool_size", None, "16", false,
+        "maximum connections in the database pool"),
+    setting!("WATCHPOST_ROOT_API_KEY", ["ROOT_API_KEY"], "root_api_key", None, "none", true,
+        "root API key; without it (and without a stored root key) root-only endpoints answer 401 to everyone"),
+    setting!("WATCHPOST_AUTH_CACHE_TTL_MS", [], "auth_cache_ttl_ms", None, "5000", false,
+        "how long a looked-up API key is cached; a revocation takes effect within this time (0 disables the cache)"),
+    setting!("WATCHPOST_TRUSTED_PROXIES", [], "trusted_proxies", None, "none", false,
+        "comma-separated addresses and CIDR blocks of proxies whose Forwarded/X-Forwarded-For headers are believed"),
+    setting!("WATCHPOST_BODY_LIMIT_BYTES", [], "body_limit_bytes", None, "1048576", false,
+        "largest request body accepted; larger bodies get 413"),
+    setting!("WATCHPOST_SHUTDOWN_GRACE_MS", [], "shutdown_grace_ms", None, "20000", false,
+        "drain time for in-flight requests after SIGTERM or SIGINT"),
+    setting!("WATCHPOST_LOG_FORMAT", [], "log_format", None, "json", false,
+        "log output: json or pretty (filter with RUST_LOG)"),
+    setting!("RUST_LOG", [], "log_filter", None, "info", false,
+        "log filter directives, e.g. `info,watchpost_server=debug`"),
+];
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The documented default.
+    Default,
+    /// A key in the TOML file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+    },
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("the default"),
+            Source::File { path, key } => write!(f, "key `{key}` in {}", path.display()),
+            Source::Env(var) => f.write_str(var),
+            Source::Flag(flag) => f.write_str(flag),
+        }
+    }
+}
+
+/// A configuration problem; its message is the one line printed before exiting with status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse.
+    #[error("invalid {origin}={value:?}: {expected}")]
+    Invalid {
+        /// Where it came from.
+        origin: Source,
+        /// The value (masked for secrets).
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+    /// A required value is missing.
+    #[error("{var} is required: {why}")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// The TOML file cannot be read or parsed.
+    #[error("cannot use config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded SQLite in the data dir (default).
+    Sqlite,
+    /// PostgreSQL at `DATABASE_URL`.
+    Postgres,
+    /// In memory: lost on restart; for tests and demos.
+    Memory,
+}
+
+impl StoreKind {
+    /// `sqlite`, `postgres` or `memory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Values given on the command line; `None` leaves the other sources in charge.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--store`.
+    pub store: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<String>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+}
+
+impl FlagOverrides {
+    fn get(&self, flag: &str) -> Option<&String> {
+        match flag {
+            "--listen" => self.listen.as_ref(),
+            "--store" => self.store.as_ref(),
+            "--data-dir" => self.data_dir.as_ref(),
+            "--database-url" => self.database_url.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The server's typed configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Store backend.
+    pub store: StoreKind,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (required for the postgres store).
+    pub database_url: Option<String>,
+    /// Database pool size.
+    pub database_pool_size: usize,
+    /// Root API key.
+    pub root_api_key: Option<String>,
+    /// API key cache lifetime.
+    pub auth_cache_ttl: Duration,
+    /// Trusted proxies.
+    pub trusted_proxies: TrustedProxies,
+    /// Request body limit.
+    pub body_limit_bytes: usize,
+    /// Drain time after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_filter: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("store", &self.store)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("database_pool_size", &self.database_pool_size)
+            .field("root_api_key", &self.root_api_key.as_ref().map(|_| "<set>"))
+            .field("auth_cache_ttl", &self.auth_cache_ttl)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Raw values by setting, with where each came from.
+#[derive(Debug, Default)]
+pub struct RawValues {
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+impl RawValues {
+    /// Reads every setting from `file` (if given), the process environment and `flags`.
+    pub fn collect(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::collect_with(file, flags, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`collect`](Self::collect) with an injected environment (for tests).
+    pub fn collect_with(
+        file: Option<&Path>,
+        flags: &FlagOverrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let table = match file {
+            Some(path) => Some(read_file(path)?),
+            None => None,
+        };
+        let mut raw = RawValues::default();
+        for s in SETTINGS {
+            let from_flag = s
+                .flag
+                .and_then(|f| flags.get(f).map(|v| (v.clone(), Source::Flag(f))));
+            let from_env = || {
+                std::iter::once(s.var)
+                    .chain(s.aliases.iter().copied())
+                    .find_map(|name| env(name).map(|v| (v, Source::Env(name.to_owned()))))
+            };
+            let from_file = || {
+                let (table, path) = (table.as_ref()?, file?);
+                let value = table.get(s.file_key)?;
+                let text = match value {
+                    toml::Value::String(v) => v.clone(),
+                    other => other.to_string(),
+                };
+                Some((
+                    text,
+                    Source::File {
+                        path: path.to_owned(),
+                        key: s.file_key,
+                    },
+                ))
+            };
+            if let Some(found) = from_flag.or_else(from_env).or_else(from_file) {
+                raw.values.insert(s.var, found);
+            }
+        }
+        Ok(raw)
+    }
+
+    fn get(&self, var: &'static str) -> Option<&(String, Source)> {
+        self.values.get(var)
+    }
+
+    /// The effective value and source of every setting, secrets masked (for `check-config`).
+    pub fn describe(&self) -> Vec<(&'static str, String, String)> {
+        SETTINGS
+            .iter()
+            .map(|s| match self.get(s.var) {
+                Some((v, src)) => {
+                    let shown = if s.secret {
+                        if s.var == "DATABASE_URL" { redact_url(v) } else { "<set>".to_owned() }
+                    } else {
+                        v.clone()
+                    };
+                    (s.var, shown, src.to_string())
+                }
+                None => (s.var, s.default.to_owned(), "the default".to_owned()),
+            })
+            .collect()
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        reason: format!("{e}; pass an existing file to --config"),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+        path: path.to_owned(),
+        reason: format!("not valid TOML: {}", e.message().trim()),
+    })?;
+    if let Some(unknown) = table
+        .keys()
+        .find(|k| !SETTINGS.iter().any(|s| s.file_key == k.as_str()))
+    {
+        let known: Vec<&str> = SETTINGS.iter().map(|s| s.file_key).collect();
+        return Err(ConfigError::File {
+            path: path.to_owned(),
+            reason: format!("unknown key `{unknown}`; known keys: {}", known.join(", ")),
+        });
+    }
+    Ok(table)
+}
+
+fn invalid(raw: &(String, Source), secret: bool, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: raw.1.clone(),
+        value: if secret { "<secret>".to_owned() } else { raw.0.clone() },
+        expected: expected.into(),
+    }
+}
+
+fn parse_u64(raw: &RawValues, var: &'static str, default: u64, what: &str) -> Result<u64, ConfigError> {
+    match raw.get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .0
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| invalid(v, false, format!("expected {what}"))),
+    }
+}
+
+impl Config {
+    /// Parses the collected values.
+    pub fn from_raw(raw: &RawValues) -> Result<Self, ConfigError> {
+        let listen = match (raw.get("WATCHPOST_LISTEN"), raw.get("PORT")) {
+            (Some(v), _) => v.0.trim().parse::<SocketAddr>().map_err(|_| {
+                invalid(v, false, "expected an address with a port, like 0.0.0.0:4000 or [::]:4000")
+            })?,
+            (None, Some(v)) => {
+                let port = v
+                    .0
+                    .trim()
+                    .parse::<u16>()
+                    .map_err(|_| invalid(v, false, "expected a port number from 0 to 65535"))?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            (None, None) => SocketAddr::from(([0, 0, 0, 0], 4000)),
+        };
+        let store = match raw.get("WATCHPOST_STORE") {
+            None => StoreKind::Sqlite,
+            Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
+                "sqlite" => StoreKind::Sqlite,
+                "postgres" | "postgresql" => StoreKind::Postgres,
+                "memory" => StoreKind::Memory,
+                _ => return Err(invalid(v, false, "expected sqlite, postgres or memory")),
+            },
+        };
+        let data_dir = raw
+            .get("WATCHPOST_DATA_DIR")
+            .map(|v| PathBuf::from(&v.0))
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = match raw.get("DATABASE_URL") {
+            Some(v) if !v.0.trim().is_empty() => {
+                let url = v.0.trim();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::Invalid {
+                        origin: v.1.clone(),
+                        value: redact_url(url),
+                        expected: "expected a URL like postgres://user:password@host:5432/dbname".to_owned(),
+                    });
+                }
+                url.parse::<tokio_postgres::Config>().map_err(|e| ConfigError::Invalid {
+                    origin: v.1.clone(),
+                    value: redact_url(url),
+                    expected: format!("not a PostgreSQL URL ({e})"),
+                })?;
+                Some(url.to_owned())
+            }
+            _ => None,
+        };
+        if store == StoreKind::Postgres && database_url.is_none() {
+            return Err(ConfigError::Missing {
+                var: "DATABASE_URL",
+                why: "WATCHPOST_STORE=postgres needs it, e.g. postgres://watchpost@127.0.0.1:5432/watchpost",
+            });
+        }
+        let database_pool_size = parse_u64(raw, "WATCHPOST_DATABASE_POOL_SIZE", 16, "a pool size from 1 to 1000")?;
+        if !(1..=1000).contains(&database_pool_size) {
+            return Err(invalid(
+                raw.get("WATCHPOST_DATABASE_POOL_SIZE").expect("set when out of range"),
+                false,
+                "expected a pool size from 1 to 1000",
+            ));
+        }
+        let root_api_key = match raw.get("WATCHPOST_ROOT_API_KEY") {
+            Some(v) if v.0.is_empty() => None,
+            Some(v) if v.0.len() < 16 => {
+                return Err(invalid(v, true, "the root key must be at least 16 characters; generate one with `openssl rand -hex 32`"));
+            }
+            Some(v) => Some(v.0.clone()),
+            None => None,
+        };
+        let auth_cache_ttl = Duration::from_millis(parse_u64(
+            raw,
+            "WATCHPOST_AUTH_CACHE_TTL_MS",
+            5000,
+            "a number of milliseconds",
+        )?);
+        let trusted_proxies = match raw.get("WATCHPOST_TRUSTED_PROXIES") {
+            None => TrustedProxies::none(),
+            Some(v) => TrustedProxies::parse_list(&v.0).map_err(|e| invalid(v, false, e.to_string()))?,
+        };
+        let body_limit = parse_u64(raw, "WATCHPOST_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?;
+        if body_limit == 0 {
+            return Err(invalid(
+                raw.get("WATCHPOST_BODY_LIMIT_BYTES").expect("set when zero"),
+                false,
+                "expected a number of bytes above 0",
+            ));
+        }
+        let shutdown_grace = Duration::from_millis(parse_u64(
+            raw,
+            "WATCHPOST_SHUTDOWN_GRACE_MS",
+            20_000,
+            "a number of milliseconds",
+        )?);
+        let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
+            None => LogFormat::Json,
+            Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "pretty" | "text" => LogFormat::Pretty,
+                _ => return Err(invalid(v, false, "expected json or pretty")),
+            },
+        };
+        let log_filter = match raw.get("RUST_LOG") {
+            None => "info".to_owned(),
+            Some(v) => {
+                tracing_subscriber::EnvFilter::try_new(&v.0)
+                    .map_err(|e| invalid(v, false, format!("not a log filter ({e})")))?;
+                v.0.clone()
+            }
+        };
+        Ok(Config {
+            listen,
+            store,
+            data_dir,
+            database_url,
+            database_pool_size: database_pool_size as usize,
+            root_api_key,
+            auth_cache_ttl,
+            trusted_proxies,
+            body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
+            shutdown_grace,
+            log_format,
+            log_filter,
+        })
+    }
+
+    /// Reads and parses the configuration from `file`, the environment and `flags`.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::from_raw(&RawValues::collect(file, flags)?)
+    }
+
+    /// A configuration for tests: memory store, loopback on an ephemeral port, no keys.
+    pub fn for_tests() -> Self {
+        let raw = RawValues::collect_with(None, &FlagOverrides::default(), |name| match name {
+            "WATCHPOST_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "WATCHPOST_STORE" => Some("memory".to_owned()),
+            _ => None,
+        })
+        .expect("no file is read");
+        Self::from_raw(&raw).expect("test defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let raw = RawValues::collect_with(None, &FlagOverrides::default(), |n| {
+            vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })?;
+        Config::from_raw(&raw)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:4000");
+        assert_eq!(c.store, StoreKind::Sqlite);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.body_limit_bytes, 1 << 20);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn port_and_aliases() {
+        let c = load(&[("PORT", "8080"), ("STORE_BACKEND", "memory"), ("ROOT_API_KEY", "0123456789abcdef")]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.store, StoreKind::Memory);
+        assert!(c.root_api_key.is_some());
+        // The main name wins over the alias.
+        let c = load(&[("WATCHPOST_STORE", "sqlite"), ("STORE_BACKEND", "memory")]).unwrap();
+        assert_eq!(c.store, StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = load(&[("WATCHPOST_STORE", "mongo")]).unwrap_err().to_string();
+        assert_eq!(e, r#"invalid WATCHPOST_STORE="mongo": expected sqlite, postgres or memory"#);
+        let e = load(&[("WATCHPOST_STORE", "postgres")]).unwrap_err().to_string();
+        assert!(e.starts_with("DATABASE_URL is required"), "{e}");
+        let e = load(&[("DATABASE_URL", "mysql://x:secret@h/db")]).unwrap_err().to_string();
+        assert!(e.contains("DATABASE_URL") && !e.contains("secret"), "{e}");
+        let e = load(&[("WATCHPOST_LISTEN", "nope")]).unwrap_err().to_string();
+        assert!(e.starts_with(r#"invalid WATCHPOST_LISTEN="nope""#), "{e}");
+        let e = load(&[("WATCHPOST_ROOT_API_KEY", "short")]).unwrap_err().to_string();
+        assert!(e.contains("WATCHPOST_ROOT_API_KEY") && !e.contains("short"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, "store = \"memory\"\nlisten = \"127.0.0.1:1\"\nshutdown_grace_ms = 5\n").unwrap();
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        let raw = RawValues::collect_with(Some(&path), &flags, |n| {
+            (n == "WATCHPOST_STORE").then(|| "sqlite".to_owned())
+        })
+        .unwrap();
+        let c = Config::from_raw(&raw).unwrap();
+        assert_eq!(c.store, StoreKind::Sqlite);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3");
+        assert_eq!(c.shutdown_grace, Duration::from_millis(5));
+
+        std::fs::write(&path, "stor = \"memory\"\n").unwrap();
+        let e = RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
+        assert!(e.to_string().contains("unknown key `stor`"), "{e}");
+        std::fs::write(&path, "store = \n").unwrap();
+        let e = RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+    }
+}

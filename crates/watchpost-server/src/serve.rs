@@ -1,0 +1,171 @@
+//! Running the server: open and migrate the stores, bind, serve, and shut down gracefully
+//! (stop accepting, drain in-flight requests for up to the grace period, flush, return).
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use futures_util::future::BoxFuture;
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, router};
+use crate::config::{Config, ConfigError};
+use crate::store::{StoreError, Stores};
+
+/// Why the server could not start (exit status 2) or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on WATCHPOST_LISTEN={addr}: {reason}; choose a free local address")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+    /// Serving failed.
+    #[error("the server failed: {0}")]
+    Serve(String),
+}
+
+type Flush = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// What runs when a shutdown signal arrives (before the drain) and after the drain (flushes).
+#[derive(Default)]
+pub struct Lifecycle {
+    on_signal: Vec<Box<dyn FnOnce() + Send>>,
+    flush: Vec<Flush>,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("on_signal", &self.on_signal.len())
+            .field("flush", &self.flush.len())
+            .finish()
+    }
+}
+
+impl Lifecycle {
+    /// Runs `f` as soon as the shutdown signal arrives, before draining (e.g. fail readiness).
+    pub fn on_signal(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_signal.push(Box::new(f));
+    }
+
+    /// Runs `f` after the drain (e.g. flush queues), in registration order.
+    pub fn on_flush<F, Fut>(&mut self, f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.flush.push(Box::new(move || Box::pin(f())));
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown signal received"),
+        () = term => tracing::info!(signal = "SIGTERM", "shutdown signal received"),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains for at most `grace` and runs the
+/// lifecycle's flushes. New connections are refused from the moment the signal arrives.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    grace: Duration,
+    mut lifecycle: Lifecycle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let on_signal = std::mem::take(&mut lifecycle.on_signal);
+    let graceful = async move {
+        shutdown.await;
+        for f in on_signal {
+            f();
+        }
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        finished = &mut server => {
+            return finished
+                .map_err(|e| StartupError::Serve(e.to_string()))?
+                .map_err(|e| StartupError::Serve(e.to_string()));
+        }
+        _ = signalled_rx => {}
+    }
+    tracing::info!(grace_ms = grace.as_millis() as u64, "draining in-flight requests");
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("drained"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error while draining"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed while draining"),
+        Err(_) => {
+            tracing::warn!("drain deadline passed; closing the remaining connections");
+            server.abort();
+        }
+    }
+    for flush in lifecycle.flush {
+        flush().await;
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Opens and migrates the stores for `config`.
+pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
+    let stores = Stores::open(config).await?;
+    stores.migrate().await?;
+    Ok(stores)
+}
+
+/// The whole `watchpost serve`: stores, state, router, listener, signals.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let stores = open_stores(&config).await?;
+    let listen = config.listen;
+    let grace = config.shutdown_grace;
+    let backend = stores.kind.as_str();
+    let state = AppState::new(config, stores, watchpost_core::SystemClock::shared());
+    if !state.auth.has_root_key() && !state.keys.has_active_root().await.unwrap_or(false) {
+        tracing::warn!(
+            "no root key: root-only endpoints answer 401 to everyone; set WATCHPOST_ROOT_API_KEY or run `watchpost keys create --role root`"
+        );
+    }
+    let app = router(state);
+    let listener = TcpListener::bind(listen).await.map_err(|e| StartupError::Bind {
+        addr: listen,
+        reason: e.to_string(),
+    })?;
+    let local = listener.local_addr().map_err(|e| StartupError::Serve(e.to_string()))?;
+    tracing::info!(address = %local, store = backend, version = env!("CARGO_PKG_VERSION"), "watchpost listening");
+    serve(listener, app, grace, Lifecycle::default(), shutdown_signal()).await
+}
