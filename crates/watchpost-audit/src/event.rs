@@ -218,19 +218,22 @@ impl From<&Principal> for Actor {
 }
 
 /// Timestamps as RFC 3339 with exactly six fractional digits, always UTC.
-pub(crate) mod ts {
+pub mod ts {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(crate) fn format(t: &DateTime<Utc>) -> String {
+    /// `2026-01-02T03:04:05.123456Z`.
+    pub fn format(t: &DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
     }
 
-    pub(crate) fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    /// Serde serializer.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format(t))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    /// Serde deserializer (any RFC 3339 time, truncated to microseconds).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&s)
             .map(|t| super::micros(t.to_utc()))

@@ -60,6 +60,8 @@ pub mod layer;
 pub mod metrics;
 pub mod policy;
 pub mod redact;
+#[cfg(feature = "postgres")]
+pub mod retention;
 pub mod sink;
 pub mod spool;
 pub mod store;

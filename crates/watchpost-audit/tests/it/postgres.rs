@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 use watchpost_audit::store::postgres::{PostgresStore, grant_append_only, migrate};
-use watchpost_audit::{AuditConfig, Auditor, verify};
+use watchpost_audit::{AuditConfig, AuditStore, Auditor, verify};
 use watchpost_test_support::{FaultProxy, TestDatabase};
 
 use crate::support::{new_event, pg_pool, pg_store, trust};
@@ -264,4 +264,56 @@ async fn application_role_cannot_update_delete_or_truncate() {
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn retention_drops_partitions_and_records_it() {
+    let (store, _db) = pg_store().await;
+    let old = chrono::DateTime::parse_from_rfc3339("2025-06-15T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    watchpost_audit::store::postgres::ensure_partitions(store.pool(), old, 0)
+        .await
+        .unwrap();
+    let clock = watchpost_core::ManualClock::new(old);
+    let auditor = Auditor::builder(store.clone())
+        .clock(Arc::new(clock.clone()))
+        .config(AuditConfig {
+            checkpoint_every: 5,
+            ..AuditConfig::default()
+        })
+        .start()
+        .unwrap();
+    for i in 0..10 {
+        auditor.record(new_event(i, "a")).await.unwrap();
+    }
+    clock.set(chrono::Utc::now());
+    for i in 10..20 {
+        auditor.record(new_event(i, "a")).await.unwrap();
+    }
+    let cutoff = chrono::DateTime::parse_from_rfc3339("2025-07-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let dropped = watchpost_audit::retention::apply_retention(&auditor, &store, cutoff)
+        .await
+        .unwrap();
+    assert!(
+        dropped.contains(&"audit_events_y2025m06".to_owned()),
+        "{dropped:?}"
+    );
+    auditor.shutdown().await;
+    let report = verify(&*store, &trust(&auditor)).await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    let s = &report.streams[0];
+    assert_eq!(s.retained_from, Some(11));
+    assert_eq!(s.first_seq, Some(11));
+    let recorded = store
+        .query(&watchpost_audit::EventQuery {
+            resource_id: Some("audit_events_y2025m06".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded.items.len(), 1, "the drop is an audit event");
 }
