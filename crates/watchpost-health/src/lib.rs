@@ -93,7 +93,8 @@ pub use config::{HealthConfig, ShowDetails};
 pub use error::HealthError;
 pub use lifecycle::{Lifecycle, LifecyclePhase};
 pub use registry::{
-    CheckReport, HealthRegistry, OpenConnections, Probe, ProbeReport, STALE_AFTER_INTERVALS,
+    CheckReport, HealthRegistry, OpenConnections, Probe, ProbeReport, RunObserver,
+    STALE_AFTER_INTERVALS,
 };
 #[cfg(feature = "openapi")]
 pub use router::openapi;

@@ -120,6 +120,9 @@ impl Entry {
 /// A callback the server sets to report how many client connections are open.
 pub type OpenConnections = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
+/// A callback told about every finished run: check name, status after criticality, duration.
+pub type RunObserver = Arc<dyn Fn(&str, HealthStatus, Duration) + Send + Sync>;
+
 struct Inner {
     config: HealthConfig,
     entries: RwLock<Vec<Arc<Entry>>>,
@@ -129,6 +132,7 @@ struct Inner {
     metrics: CheckMetrics,
     background: Mutex<Option<Background>>,
     open_connections: RwLock<Option<OpenConnections>>,
+    observer: RwLock<Option<RunObserver>>,
 }
 
 struct Background {
@@ -171,6 +175,7 @@ impl HealthRegistry {
                 metrics: CheckMetrics::default(),
                 background: Mutex::new(None),
                 open_connections: RwLock::new(None),
+                observer: RwLock::new(None),
             }),
         }
     }
@@ -236,6 +241,17 @@ impl HealthRegistry {
             .open_connections
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Sets a callback told about every finished run (name, status after criticality,
+    /// duration), for exporters other than [`register_metrics`](Self::register_metrics).
+    /// It runs on the check's task: keep it short and non-blocking.
+    pub fn set_run_observer(&self, observer: RunObserver) {
+        *self
+            .inner
+            .observer
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(observer);
     }
 
     pub(crate) fn open_connections(&self) -> Option<u64> {
@@ -357,10 +373,17 @@ impl HealthRegistry {
             return inflight.clone();
         }
         state.runs += 1;
+        let observer = self
+            .inner
+            .observer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let fut = spawn_run(
             entry.clone(),
             self.inner.clock.clone(),
             self.inner.metrics.clone(),
+            observer,
         );
         state.inflight = Some(fut.clone());
         fut
@@ -468,7 +491,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Spawns one bounded, panic-safe run; the task stores its result in the cache itself, so
 /// the run completes and is recorded even when every waiter has gone.
-fn spawn_run(entry: Arc<Entry>, clock: SharedClock, metrics: CheckMetrics) -> RunFuture {
+fn spawn_run(
+    entry: Arc<Entry>,
+    clock: SharedClock,
+    metrics: CheckMetrics,
+    observer: Option<RunObserver>,
+) -> RunFuture {
     let name = entry.check.name.clone();
     let fallback_clock = clock.clone();
     let handle = tokio::spawn(async move {
@@ -488,14 +516,33 @@ fn spawn_run(entry: Arc<Entry>, clock: SharedClock, metrics: CheckMetrics) -> Ru
         let duration = started.elapsed();
         let effective = effective_status(entry.check.critical, outcome.status);
         metrics.record(&entry.check.name, effective, duration.as_secs_f64());
-        if outcome.status != HealthStatus::Pass {
-            tracing::warn!(
-                check = %entry.check.name,
-                status = %outcome.status,
-                output = outcome.output.as_deref().unwrap_or(""),
-                duration_ms = duration.as_millis() as u64,
-                "health check not passing"
-            );
+        if let Some(observer) = &observer {
+            observer(&entry.check.name, effective, duration);
+        }
+        let previous = entry.lock().last.as_ref().map(|l| l.outcome.status);
+        // Log transitions only: a probe storm or a background loop must not flood the log.
+        if previous != Some(outcome.status) {
+            let output = outcome.output.as_deref().unwrap_or("");
+            let duration_ms = duration.as_millis() as u64;
+            let name = entry.check.name.as_str();
+            match (previous, outcome.status) {
+                (_, HealthStatus::Fail) | (_, HealthStatus::Warn) => tracing::warn!(
+                    check = name,
+                    status = %outcome.status,
+                    previous = previous.map(HealthStatus::as_str).unwrap_or("none"),
+                    critical = entry.check.critical,
+                    output,
+                    duration_ms,
+                    "health check is not passing"
+                ),
+                (Some(_), HealthStatus::Pass) => tracing::info!(
+                    check = name,
+                    previous = previous.map(HealthStatus::as_str).unwrap_or("none"),
+                    duration_ms,
+                    "health check passes again"
+                ),
+                (None, HealthStatus::Pass) => {}
+            }
         }
         let record = Arc::new(RunRecord {
             outcome,

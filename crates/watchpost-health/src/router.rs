@@ -525,3 +525,34 @@ mod tests {
         assert_eq!(percent_decode("%4"), "%4");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    proptest! {
+        /// Names written as repeated, fully escaped `exclude=` parameters come back as written.
+        #[test]
+        fn excludes_round_trip(names in proptest::collection::vec("[A-Za-z0-9._-]{1,20}", 0..6), verbose in any::<bool>()) {
+            let mut parts: Vec<String> = names.iter().map(|n| format!("exclude={}", encode(n))).collect();
+            if verbose {
+                parts.push("verbose".to_owned());
+            }
+            let q = ProbeQuery::parse(Some(&parts.join("&")));
+            prop_assert_eq!(q.exclude, names);
+            prop_assert_eq!(q.verbose, verbose);
+        }
+
+        /// Any query string parses without panicking.
+        #[test]
+        fn any_query_parses(query in ".{0,64}") {
+            let _ = ProbeQuery::parse(Some(&query));
+            let _ = percent_decode(&query);
+        }
+    }
+}

@@ -391,3 +391,82 @@ async fn metrics_record_the_last_run() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn observer_sees_every_run_and_logs_record_transitions_only() {
+    let logs = watchpost_test_support::LogCapture::new();
+    let _guard = logs.set_default();
+    let r = started();
+    let failing = Arc::new(AtomicBool::new(true));
+    let check = {
+        let failing = failing.clone();
+        check_fn(move || {
+            let failing = failing.load(Ordering::SeqCst);
+            async move {
+                if failing {
+                    CheckOutcome::fail("refused")
+                } else {
+                    CheckOutcome::pass()
+                }
+            }
+        })
+    };
+    r.register(Check::new("db", check).cache_for(Duration::ZERO))
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    r.set_run_observer(Arc::new(move |name, status, _| {
+        sink.lock().unwrap().push((name.to_owned(), status));
+    }));
+    for _ in 0..3 {
+        r.check("db").await.unwrap();
+    }
+    failing.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        r.check("db").await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[0], ("db".to_owned(), HealthStatus::Fail));
+    assert_eq!(seen[4], ("db".to_owned(), HealthStatus::Pass));
+
+    let lines = logs.json_lines();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["health check is not passing", "health check passes again"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["fields"]["check"], "db");
+    assert_eq!(lines[0]["fields"]["output"], "refused");
+    assert_eq!(lines[0]["level"], "WARN");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The probe's status is the worst status after criticality, and maps to 200 or 503.
+    #[test]
+    fn the_worst_status_wins(checks in proptest::collection::vec((0u8..3, proptest::bool::ANY), 0..8)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let r = started();
+        let mut expected = HealthStatus::Pass;
+        for (i, (code, critical)) in checks.iter().enumerate() {
+            let status = [HealthStatus::Pass, HealthStatus::Warn, HealthStatus::Fail][*code as usize];
+            let effective = if !critical && status == HealthStatus::Fail { HealthStatus::Warn } else { status };
+            expected = expected.max(effective);
+            r.register(
+                Check::new(format!("c{i}"), check_fn(move || async move { CheckOutcome::with_status(status) }))
+                    .critical(*critical),
+            )
+            .unwrap();
+        }
+        let report = rt.block_on(r.probe(Probe::Readiness, &[]));
+        proptest::prop_assert_eq!(report.status, expected);
+        let code = if expected == HealthStatus::Fail { 503 } else { 200 };
+        proptest::prop_assert_eq!(report.status.http_status().as_u16(), code);
+    }
+}
