@@ -323,7 +323,13 @@ async fn ready_one(
             "no health check is named {name:?}; registered checks: {}",
             registry.check_names().join(", ")
         ))
-        .with_instance(request.uri().path())
+        .with_instance(
+            // Inside a nested router the URI is stripped of the prefix; report what was asked.
+            request
+                .extensions()
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| request.uri().path(), |u| u.path()),
+        )
         .fill_from(request.extensions())
         .to_http_response()
         .into_response();

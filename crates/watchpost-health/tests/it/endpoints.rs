@@ -322,3 +322,64 @@ async fn mounts_under_a_prefix() {
     );
     assert_eq!(get(&app, "/health/live", None).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_real_socket_shutdown_flips_readiness_while_liveness_stays() {
+    let r = registry(HealthConfig::default());
+    r.mark_started();
+    let app = Router::new().nest("/ops", r.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("http://{addr}/ops{p}");
+    let ready = client.get(url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["cache-control"], "max-age=3");
+
+    // What the server does on SIGTERM: readiness first, then the drain.
+    r.mark_shutting_down();
+    let ready = client
+        .get(url("/health/ready?verbose"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(
+        ready
+            .text()
+            .await
+            .unwrap()
+            .contains("[-]lifecycle failed: the server is shutting down")
+    );
+    assert_eq!(
+        client
+            .get(url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let missing = client.get(url("/health/ready/ghost")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let problem: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(problem["instance"], "/ops/health/ready/ghost");
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server drains and stops")
+        .unwrap()
+        .unwrap();
+}
