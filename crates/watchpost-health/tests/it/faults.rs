@@ -244,3 +244,46 @@ async fn redis_pass_stall_cut_restore_and_non_critical() {
     let a = ready_becomes(&app, 200, Duration::from_secs(8)).await;
     assert_eq!(a.status, 200, "after the cut: {}", a.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cut_fails_readiness_within_one_cache_lifetime() {
+    const LIFETIME: Duration = Duration::from_secs(1);
+    let db = TestDatabase::create().await;
+    let proxy = FaultProxy::start(db.socket_addr()).await;
+    let r = HealthRegistry::new(
+        HealthConfig::default()
+            .store_backend("postgres")
+            .db_check("postgres"),
+    );
+    r.register(
+        Check::new(
+            "postgres",
+            PostgresCheck::new(pool(&db.url_via(proxy.addr()))),
+        )
+        .timeout(TIMEOUT)
+        .cache_for(LIFETIME),
+    )
+    .unwrap();
+    r.mark_started();
+    let app = router(r);
+    assert_eq!(get(&app, "/ready", None).await.status, 200);
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let a = ready_becomes(&app, 503, LIFETIME + TIMEOUT + MARGIN).await;
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert!(
+        cut_at.elapsed() <= LIFETIME + TIMEOUT + MARGIN,
+        "took {:?}",
+        cut_at.elapsed()
+    );
+    assert_eq!(get(&app, "/health/live", None).await.status, 200);
+    let seed = get(&app, "/ready", None).await;
+    assert_eq!(seed.status, 503);
+    assert_eq!(seed.json()["db"]["ok"], false);
+
+    proxy.pass();
+    let a = ready_becomes(&app, 200, LIFETIME + Duration::from_secs(3)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(get(&app, "/ready", None).await.json()["db"]["ok"], true);
+}
