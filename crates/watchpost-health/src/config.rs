@@ -18,6 +18,35 @@ pub enum ShowDetails {
     Always,
 }
 
+impl ShowDetails {
+    /// `never`, `when_authorized` or `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShowDetails::Never => "never",
+            ShowDetails::WhenAuthorized => "when_authorized",
+            ShowDetails::Always => "always",
+        }
+    }
+}
+
+/// A `show_details` value that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown show_details value {0:?}: expected never, when_authorized or always")]
+pub struct UnknownShowDetails(pub String);
+
+impl std::str::FromStr for ShowDetails {
+    type Err = UnknownShowDetails;
+    /// Accepts `never`, `when_authorized` (also `when-authorized`, `root`) and `always`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "never" => Ok(ShowDetails::Never),
+            "when_authorized" | "when-authorized" | "root" => Ok(ShowDetails::WhenAuthorized),
+            "always" => Ok(ShowDetails::Always),
+            _ => Err(UnknownShowDetails(s.to_owned())),
+        }
+    }
+}
+
 /// Settings of a [`HealthRegistry`](crate::HealthRegistry) and its endpoints.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -115,5 +144,28 @@ impl HealthConfig {
     pub fn show_details(mut self, show: ShowDetails) -> Self {
         self.show_details = show;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_details_parses() {
+        assert_eq!("Always".parse::<ShowDetails>(), Ok(ShowDetails::Always));
+        assert_eq!(
+            "when-authorized".parse::<ShowDetails>(),
+            Ok(ShowDetails::WhenAuthorized)
+        );
+        assert_eq!(
+            "never".parse::<ShowDetails>().map(ShowDetails::as_str),
+            Ok("never")
+        );
+        let err = "sometimes".parse::<ShowDetails>().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected never, when_authorized or always")
+        );
     }
 }

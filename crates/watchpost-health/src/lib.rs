@@ -89,7 +89,7 @@ pub use check::{
     Check, CheckFuture, CheckOutcome, DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT, FnCheck, HealthCheck,
     Observation, check_fn,
 };
-pub use config::{HealthConfig, ShowDetails};
+pub use config::{HealthConfig, ShowDetails, UnknownShowDetails};
 pub use error::HealthError;
 pub use lifecycle::{Lifecycle, LifecyclePhase};
 pub use registry::{
