@@ -51,6 +51,13 @@ async fn exports_the_server_span(config: OtelConfig, received: crate::support::R
     .await;
     assert_eq!(r.status(), 200);
     send(&app, get_req("/broken/1", &[])).await;
+    send(&app, get_req("/nowhere", &[])).await;
+    let purge = http::Request::builder()
+        .method("PURGE")
+        .uri("/nowhere")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    send(&app, purge).await;
     watchpost_correlation::install_panic_hook();
     let (r, _) = send(&app, get_req("/panic/3", &[])).await;
     assert_eq!(r.status(), 500);
@@ -98,6 +105,23 @@ async fn exports_the_server_span(config: OtelConfig, received: crate::support::R
         attr(&failed, "http.response.status_code").as_deref(),
         Some("503")
     );
+    // No route matched: the span is named by the method alone; unknown methods are `_OTHER`, named `HTTP`.
+    let (_, unmatched) = received.wait_for("GET").await;
+    assert_eq!(attr(&unmatched, "http.route"), None);
+    assert_eq!(
+        attr(&unmatched, "http.response.status_code").as_deref(),
+        Some("404")
+    );
+    let (_, other) = received.wait_for("HTTP").await;
+    assert_eq!(
+        attr(&other, "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        attr(&other, "http.request.method_original").as_deref(),
+        Some("PURGE")
+    );
+
     let (_, panicked) = received.wait_for("GET /panic/{n}").await;
     assert_eq!(attr(&panicked, "error.type").as_deref(), Some("500"));
     let exception = panicked
