@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use prometheus_client::registry::Registry;
+// Tokio's clock: paused and advanced by tests (background mode, staleness, caching).
 use tokio::time::Instant;
 use watchpost_core::{HealthStatus, SharedClock, SystemClock};
 
