@@ -90,7 +90,23 @@ impl Default for AuditConfig {
     }
 }
 
+impl AuditConfig {
+    /// The checkpoint signer this configuration names: `signing_key_hex`, else the key file
+    /// `<data_dir>/audit-signing.key` (generated when absent), else a throwaway key.
+    /// A verifier (the `audit verify` command) uses its public key as the trusted key.
+    pub fn load_signer(&self) -> Result<CheckpointSigner> {
+        match (&self.signing_key_hex, &self.data_dir) {
+            (Some(hex), _) => CheckpointSigner::from_hex(hex),
+            (None, Some(dir)) => CheckpointSigner::load_or_generate(&dir.join("audit-signing.key")),
+            (None, None) => Ok(CheckpointSigner::generate()),
+        }
+    }
+}
+
 type Ack = oneshot::Sender<Result<()>>;
+
+/// How often the writer runs [`AuditStore::maintain`] (also once at start).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 enum Msg {
     Event(Box<AuditEvent>, Option<Ack>),
@@ -412,6 +428,8 @@ impl Writer {
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoint_tick.tick().await;
+        let mut maintenance_tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+        maintenance_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_tick = tokio::time::interval(self.config.retry_interval);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<(AuditEvent, Option<Ack>)> = Vec::with_capacity(self.config.max_batch);
@@ -460,6 +478,12 @@ impl Writer {
                     }
                 }
                 _ = retry_tick.tick(), if self.spool_pending => self.replay().await,
+                _ = maintenance_tick.tick() => {
+                    let now = self.clock.now();
+                    if let Err(e) = self.store_call(self.store.maintain(now)).await {
+                        tracing::warn!(error = %e, "audit store maintenance failed (creating partitions ahead needs CREATE rights)");
+                    }
+                }
             }
         }
     }

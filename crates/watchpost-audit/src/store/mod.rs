@@ -167,6 +167,13 @@ pub trait AuditStore: Send + Sync + Debug + 'static {
 
     /// Which of `ids` are stored.
     fn existing_ids<'a>(&'a self, ids: &'a [Uuid]) -> StoreFuture<'a, HashSet<Uuid>>;
+
+    /// Periodic upkeep the writer runs at start and every few hours (PostgreSQL creates the
+    /// monthly partitions ahead). Does nothing by default.
+    fn maintain(&self, now: DateTime<Utc>) -> StoreFuture<'_, ()> {
+        let _ = now;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Checks a page size.

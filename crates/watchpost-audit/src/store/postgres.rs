@@ -553,6 +553,10 @@ impl AuditStore for PostgresStore {
         })
     }
 
+    fn maintain(&self, now: DateTime<Utc>) -> StoreFuture<'_, ()> {
+        Box::pin(async move { ensure_partitions(&self.pool, now, 3).await.map(|_| ()) })
+    }
+
     fn existing_ids<'a>(&'a self, ids: &'a [Uuid]) -> StoreFuture<'a, HashSet<Uuid>> {
         Box::pin(async move {
             let c = client(&self.pool).await?;
