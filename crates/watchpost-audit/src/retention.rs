@@ -1,7 +1,7 @@
 //! Retention on PostgreSQL: whole monthly partitions are dropped, and each drop is itself an audit event.
 //!
 //! Before a partition is dropped, one `system` event per (partition, up to 200 streams) is
-//! recorded durably with resource type [`RETENTION_RESOURCE`](crate::verify::RETENTION_RESOURCE)
+//! recorded durably with resource type [`RETENTION_RESOURCE`]
 //! and, for each stream in the partition, the last sequence number and hash it removes.
 //! Verification accepts a stream that starts after such a declared boundary; anything else
 //! missing at the start of a stream is still reported as a gap.
