@@ -145,7 +145,25 @@ async fn memory_store_contract() {
 #[tokio::test]
 async fn sqlite_store_contract() {
     let (store, _dir) = crate::support::sqlite_store().await;
-    contract(store).await;
+    contract(store.clone()).await;
+    // The SQLite tables are append-only too: triggers abort UPDATE and DELETE.
+    let conn = store.pool().get().await.unwrap();
+    let refused = conn
+        .interact(|c| {
+            [
+                "UPDATE audit_events SET action = 'x'",
+                "DELETE FROM audit_events",
+                "DELETE FROM audit_checkpoints",
+            ]
+            .iter()
+            .map(|sql| c.execute(sql, []).map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+    for r in refused {
+        assert!(r.unwrap_err().contains("append-only"));
+    }
 }
 
 #[tokio::test]

@@ -186,3 +186,32 @@ fn spooled_events_survive_a_crash_and_replay_once() {
         0
     );
 }
+
+#[tokio::test]
+async fn file_sink_gets_a_copy_of_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = watchpost_audit::FileSink::new(
+        watchpost_audit::FileSinkConfig {
+            dir: dir.path().to_owned(),
+            max_file_bytes: 1 << 20,
+            retention_days: 7,
+        },
+        watchpost_core::SystemClock::shared(),
+    )
+    .unwrap();
+    let auditor = Auditor::builder(Arc::new(MemoryStore::new()))
+        .sink(Arc::new(sink.clone()))
+        .start()
+        .unwrap();
+    for i in 0..12 {
+        auditor.record_async(new_event(i, "a")).await.unwrap();
+    }
+    auditor.shutdown().await;
+    let lines: usize = sink
+        .files()
+        .unwrap()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines, 12);
+}
