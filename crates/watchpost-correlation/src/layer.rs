@@ -261,6 +261,19 @@ where
             Some(route) => format!("{name_method} {route}"),
             None => name_method.to_owned(),
         };
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .map(strip_port);
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok());
+        let client_ip = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| config.trusted_proxies.client_ip(peer.ip(), headers));
+        // Everything known now is recorded at creation: each later `record` costs a dispatch per layer.
         let span = tracing::info_span!(
             target: "watchpost_correlation",
             "request",
@@ -268,46 +281,20 @@ where
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = method,
-            http.request.method_original = Empty,
+            http.request.method_original = method_original.as_deref(),
             url.path = %path,
             url.scheme = req.uri().scheme_str().unwrap_or("http"),
-            http.route = Empty,
+            http.route = route.as_deref(),
             http.response.status_code = Empty,
             "error.type" = Empty,
-            server.address = Empty,
-            client.address = Empty,
-            user_agent.original = Empty,
+            server.address = host,
+            client.address = client_ip.map(tracing::field::display),
+            user_agent.original = user_agent,
             request_id = %request_id,
             correlation_id = %correlation_id,
             trace_id = Empty,
             span_id = Empty,
         );
-        if let Some(original) = &method_original {
-            span.record("http.request.method_original", original.as_str());
-        }
-        if let Some(route) = &route {
-            span.record("http.route", route.as_str());
-        }
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host());
-        if let Some(host) = host {
-            span.record("server.address", strip_port(host));
-        }
-        if let Some(ua) = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|h| h.to_str().ok())
-        {
-            span.record("user_agent.original", ua);
-        }
-        let client_ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| config.trusted_proxies.client_ip(peer.ip(), headers));
-        if let Some(ip) = client_ip {
-            span.record("client.address", tracing::field::display(ip));
-        }
 
         // Trace context: strict parse, then let the OpenTelemetry layer (when installed) open the span under it.
         let parent = config
@@ -380,9 +367,7 @@ where
         let inner = &mut self.inner;
         let called = {
             let _entered = span.enter();
-            crate::context::sync_scope(ctx.clone(), || {
-                std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)))
-            })
+            std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)))
         };
         let state = match called {
             Ok(future) => State::Running {
@@ -601,24 +586,36 @@ impl Finish {
         response
     }
 
-    fn log(&self, status: StatusCode, principal: Option<&Principal>) {
+    fn log(self, status: StatusCode, principal: Option<&Principal>) {
         if !self.shared.config.request_log {
             return;
         }
         let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        let line = RequestLine {
-            method: self.method_original.as_deref().unwrap_or(self.method),
-            route: self.ctx.route.as_deref(),
-            path: &self.path,
-            status: status.as_u16(),
-            duration_ms,
-            api_key_id: principal.map(|p| p.key_id.as_str()),
-            tenant_id: principal.and_then(|p| p.tenant_id.as_deref()),
-            ctx: &self.ctx,
-        };
-        crate::context::sync_scope(self.ctx.clone(), || {
-            let _entered = self.span.enter();
-            emit_request_line(&line);
+        let Finish {
+            span,
+            ctx,
+            method,
+            method_original,
+            path,
+            ..
+        } = self;
+        // The context moves into the scope (no clone); the JSON formatter reads the ids from there.
+        crate::context::sync_scope(ctx, || {
+            crate::context::with_current(|ctx| {
+                if let Some(ctx) = ctx {
+                    let _entered = span.enter();
+                    emit_request_line(&RequestLine {
+                        method: method_original.as_deref().unwrap_or(method),
+                        route: ctx.route.as_deref(),
+                        path: &path,
+                        status: status.as_u16(),
+                        duration_ms,
+                        api_key_id: principal.map(|p| p.key_id.as_str()),
+                        tenant_id: principal.and_then(|p| p.tenant_id.as_deref()),
+                        ctx,
+                    });
+                }
+            });
         });
     }
 }

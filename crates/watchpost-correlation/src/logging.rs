@@ -9,7 +9,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -94,6 +93,8 @@ fn env_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
         })
 }
 
+type Filtered = tracing_subscriber::layer::Layered<EnvFilter, Registry>;
+
 /// A subscriber as [`init`] would install it, writing to `writer` (tests pass a log capture).
 pub fn subscriber<W>(
     logging: &LoggingConfig,
@@ -103,28 +104,40 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = match logging.format {
+    let fmt_layer: Box<dyn Layer<Filtered> + Send + Sync> = match logging.format {
+        // JSON lines take the request ids from the request context, so span fields need no formatting.
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(NoSpanFields)
             .event_format(JsonLines)
             .with_writer(writer)
-            .with_filter(env_filter(&logging.filter)?)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .pretty()
             .with_writer(writer)
-            .with_filter(env_filter(&logging.filter)?)
             .boxed(),
     };
     let mut layers = vec![fmt_layer];
     if let Some(tracer) = telemetry.tracer() {
-        layers.push(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(env_filter(&logging.filter)?)
-                .boxed(),
-        );
+        layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
     }
-    Ok(Registry::default().with(layers))
+    // One global filter: RUST_LOG applies to logs and exported spans alike.
+    Ok(Registry::default()
+        .with(env_filter(&logging.filter)?)
+        .with(layers))
+}
+
+/// Span fields are not rendered by the JSON format; skipping them saves work on every span.
+#[derive(Debug, Clone, Copy, Default)]
+struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
 }
 
 /// Starts OTLP export as `otel` says, installs the global subscriber writing to stdout, installs the
@@ -161,84 +174,154 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut map = Map::with_capacity(16);
-        map.insert(
-            "timestamp".into(),
-            Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        );
-        map.insert(
-            "level".into(),
-            Value::String(meta.level().as_str().to_owned()),
-        );
-        map.insert("target".into(), Value::String(meta.target().to_owned()));
+        let mut out = String::with_capacity(512);
+        out.push_str("{\"timestamp\":\"");
+        out.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        out.push_str("\",\"level\":\"");
+        out.push_str(meta.level().as_str());
+        out.push('"');
+        push_str_field(&mut out, "target", meta.target());
         crate::context::with_current(|ctx| {
             if let Some(ctx) = ctx {
-                map.insert(
-                    "request_id".into(),
-                    Value::String(ctx.request_id.to_string()),
-                );
-                map.insert(
-                    "correlation_id".into(),
-                    Value::String(ctx.correlation_id.to_string()),
-                );
+                push_str_field(&mut out, "request_id", ctx.request_id.as_str());
+                push_str_field(&mut out, "correlation_id", ctx.correlation_id.as_str());
                 if let Some(t) = ctx.trace_id {
-                    map.insert("trace_id".into(), Value::String(t.to_string()));
+                    push_display_field(&mut out, "trace_id", t);
                 }
                 if let Some(s) = ctx.span_id {
-                    map.insert("span_id".into(), Value::String(s.to_string()));
+                    push_display_field(&mut out, "span_id", s);
                 }
             }
         });
-        event.record(&mut JsonVisitor(&mut map));
+        let mut visitor = JsonVisitor {
+            out: &mut out,
+            seen: 0,
+        };
+        event.record(&mut visitor);
+        let seen = visitor.seen;
         if meta.target() == REQUEST_LOG_TARGET {
             // Absent optional fields are written as null, so every request line has every field.
-            for key in ["route", "apiKeyId", "tenantId", "traceId", "spanId"] {
-                map.entry(key).or_insert(Value::Null);
+            for (i, key) in OPTIONAL_REQUEST_FIELDS.iter().enumerate() {
+                if seen & (1 << i) == 0 {
+                    push_key(&mut out, key);
+                    out.push_str("null");
+                }
             }
         }
-        let line = serde_json::to_string(&map).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{line}")
+        out.push_str("}\n");
+        writer.write_str(&out)
     }
 }
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+const OPTIONAL_REQUEST_FIELDS: [&str; 5] = ["route", "apiKeyId", "tenantId", "traceId", "spanId"];
+
+fn push_key(out: &mut String, key: &str) {
+    out.push(',');
+    push_json_string(out, key);
+    out.push(':');
+}
+
+fn push_str_field(out: &mut String, key: &str, value: &str) {
+    push_key(out, key);
+    push_json_string(out, value);
+}
+
+fn push_display_field(out: &mut String, key: &str, value: impl fmt::Display) {
+    push_key(out, key);
+    push_json_string(out, &value.to_string());
+}
+
+/// Writes `s` as a JSON string; control characters are escaped, so a value can never split the line.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                use fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+struct JsonVisitor<'a> {
+    out: &'a mut String,
+    /// Which of [`OPTIONAL_REQUEST_FIELDS`] were written.
+    seen: u8,
+}
+
+impl JsonVisitor<'_> {
+    fn key(&mut self, field: &Field) {
+        if let Some(i) = OPTIONAL_REQUEST_FIELDS
+            .iter()
+            .position(|k| *k == field.name())
+        {
+            self.seen |= 1 << i;
+        }
+        push_key(self.out, field.name());
+    }
+}
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let v = serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number);
-        self.0.insert(field.name().to_owned(), v);
+        self.key(field);
+        match serde_json::Number::from_f64(value) {
+            Some(n) => self.out.push_str(&n.to_string()),
+            None => self.out.push_str("null"),
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.key(field);
+        self.out.push_str(&value.to_string());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.key(field);
+        self.out.push_str(&value.to_string());
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.key(field);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.key(field);
+        push_json_string(self.out, value);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(value.to_string()));
+        self.key(field);
+        push_json_string(self.out, &value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.key(field);
+        push_json_string(self.out, &format!("{value:?}"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_escape_control_characters() {
+        let nasty = "a\"b\\c\nd\re\tf\u{1b}[31mg\u{0}h\u{7f}i\u{2028}j é";
+        let mut out = String::new();
+        push_json_string(&mut out, nasty);
+        assert!(!out.chars().any(|c| c.is_control() && c != ' '), "{out:?}");
+        let back: String = serde_json::from_str(&out).expect("valid JSON string");
+        assert_eq!(back, nasty);
+    }
 
     #[test]
     fn format_and_filter_are_checked() {

@@ -97,6 +97,8 @@ struct Worker<E> {
     batch_size: usize,
     delay: Duration,
     timeout: Duration,
+    /// When the last failure was logged; failures are logged at most every 30 s.
+    last_warning: Option<tokio::time::Instant>,
 }
 
 impl<E: SpanExporter + 'static> Worker<E> {
@@ -165,15 +167,23 @@ impl<E: SpanExporter + 'static> Worker<E> {
         }
     }
 
-    fn fail(&self, n: u64, why: &str) {
+    fn fail(&mut self, n: u64, why: &str) {
         self.counters
             .dropped
             .get_or_create(&DropLabel {
                 reason: DropReason::ExportFailed,
             })
             .inc_by(n);
+        let now = tokio::time::Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(30))
+        {
+            return;
+        }
+        self.last_warning = Some(now);
         // The queue task is not inside any request, so this line carries no request ids.
-        tracing::warn!(target: "watchpost_correlation::otlp", spans = n, error = why, "OTLP export failed; spans dropped");
+        tracing::warn!(target: "watchpost_correlation::otlp", spans = n, error = why, "OTLP export failed; spans dropped (further failures in the next 30 s are only counted in watchpost_otlp_spans_dropped_total)");
     }
 }
 
@@ -260,6 +270,7 @@ impl Telemetry {
             batch_size: config.max_export_batch_size.max(1),
             delay: config.schedule_delay,
             timeout: config.timeout,
+            last_warning: None,
         };
         runtime.spawn(worker.run());
         let provider = SdkTracerProvider::builder()
