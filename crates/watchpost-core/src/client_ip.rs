@@ -114,12 +114,14 @@ fn forwarded_for(value: &str) -> Vec<Option<IpAddr>> {
     split_outside_quotes(value, ',')
         .into_iter()
         .filter_map(|element| {
-            split_outside_quotes(element, ';').into_iter().find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(v.trim().trim_matches('"')))
-            })
+            split_outside_quotes(element, ';')
+                .into_iter()
+                .find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_node(v.trim().trim_matches('"')))
+                })
         })
         .collect()
 }
@@ -178,7 +180,10 @@ mod tests {
         let p = TrustedProxies::parse_list("10.0.0.0/8").unwrap();
         let h = headers(&[("x-forwarded-for", "1.1.1.1")]);
         assert_eq!(p.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
-        assert_eq!(TrustedProxies::none().client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -187,7 +192,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 192.168.1.1")]);
         assert_eq!(p.client_ip(ip("10.1.1.1"), &h), ip("198.51.100.7"));
         // Two header lines form one list.
-        let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.8")]);
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.8"),
+        ]);
         assert_eq!(p.client_ip(ip("10.1.1.1"), &h), ip("198.51.100.8"));
     }
 
@@ -204,7 +212,10 @@ mod tests {
     fn forwarded_header_preferred_with_ports_and_ipv6() {
         let p = TrustedProxies::parse_list("127.0.0.1,::1").unwrap();
         let h = headers(&[
-            ("forwarded", r#"for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711""#),
+            (
+                "forwarded",
+                r#"for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711""#,
+            ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
         assert_eq!(p.client_ip(ip("::1"), &h), ip("2001:db8:cafe::17"));

@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let c = ManualClock::new(start);
         let shared: SharedClock = Arc::new(c.clone());
         assert_eq!(shared.now(), start);

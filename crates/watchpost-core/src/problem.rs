@@ -112,7 +112,9 @@ impl Problem {
     pub fn internal() -> Self {
         Self::new(http::StatusCode::INTERNAL_SERVER_ERROR)
             .with_type(type_uri("internal"))
-            .with_detail("the server failed to answer this request; quote the requestId when reporting it")
+            .with_detail(
+                "the server failed to answer this request; quote the requestId when reporting it",
+            )
     }
 
     /// Sets the `type` URI.
@@ -193,7 +195,10 @@ impl Problem {
     pub fn to_json(&self) -> String {
         // Serialising a struct of strings, numbers and JSON values cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| {
-            format!(r#"{{"type":"about:blank","title":"Error","status":{}}}"#, self.status)
+            format!(
+                r#"{{"type":"about:blank","title":"Error","status":{}}}"#,
+                self.status
+            )
         })
     }
 

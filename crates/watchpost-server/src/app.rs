@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.body_limit_bytes;
     let api = Router::new()
         .route("/auth/whoami", get(keys_api::whoami))
-        .route("/auth/keys", get(keys_api::list_keys).post(keys_api::create_key))
+        .route(
+            "/auth/keys",
+            get(keys_api::list_keys).post(keys_api::create_key),
+        )
         .route("/auth/keys/{id}", delete(keys_api::revoke_key))
         .with_state(state.clone());
     Router::new()
@@ -76,10 +79,14 @@ pub fn router(state: AppState) -> Router {
         .layer(AuthLayer::new(state.auth.clone()))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            // The panic message may hold data; it goes to nobody but the log of the correlation layer.
-            Problem::internal().to_http_response().map(axum::body::Body::from)
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                // The panic message may hold data; it goes to nobody but the log of the correlation layer.
+                Problem::internal()
+                    .to_http_response()
+                    .map(axum::body::Body::from)
+            },
+        ))
 }
 
 async fn route_not_found(request: Request) -> Response {
@@ -127,7 +134,10 @@ async fn problem_bodies(State(limit): State<usize>, request: Request, next: Next
         405 => Problem::method_not_allowed(),
         _ => {
             let detail = if text.is_empty() {
-                status.canonical_reason().unwrap_or("bad request").to_owned()
+                status
+                    .canonical_reason()
+                    .unwrap_or("bad request")
+                    .to_owned()
             } else {
                 text
             };

@@ -125,7 +125,8 @@ impl Authenticator {
     }
 
     fn skips(&self, path: &str) -> bool {
-        self.skip_exact.iter().any(|p| p == path) || self.skip_prefixes.iter().any(|p| path.starts_with(p))
+        self.skip_exact.iter().any(|p| p == path)
+            || self.skip_prefixes.iter().any(|p| path.starts_with(p))
     }
 
     async fn lookup(&self, id: &str) -> Result<Option<ApiKeyRecord>, ()> {
@@ -159,9 +160,18 @@ impl Authenticator {
         match self.lookup(id).await {
             Err(()) => Outcome::StoreError,
             Ok(None) => Outcome::Refused(AuthFailure::Unknown),
-            Ok(Some(record)) if !record.secret_matches(secret) => Outcome::Refused(AuthFailure::Unknown),
-            Ok(Some(record)) if record.revoked_at.is_some() => Outcome::Refused(AuthFailure::Revoked),
-            Ok(Some(record)) => Outcome::Ok(Principal::new(record.id, record.name, record.tenant_id, record.role)),
+            Ok(Some(record)) if !record.secret_matches(secret) => {
+                Outcome::Refused(AuthFailure::Unknown)
+            }
+            Ok(Some(record)) if record.revoked_at.is_some() => {
+                Outcome::Refused(AuthFailure::Revoked)
+            }
+            Ok(Some(record)) => Outcome::Ok(Principal::new(
+                record.id,
+                record.name,
+                record.tenant_id,
+                record.role,
+            )),
         }
     }
 
@@ -204,7 +214,9 @@ enum Credential {
 fn credential(headers: &http::HeaderMap) -> Credential {
     const MAX_KEY_LEN: usize = 512;
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
-        let Ok(v) = v.to_str() else { return Credential::Invalid };
+        let Ok(v) = v.to_str() else {
+            return Credential::Invalid;
+        };
         let Some((scheme, token)) = v.split_once(' ') else {
             return Credential::Invalid;
         };
@@ -219,7 +231,9 @@ fn credential(headers: &http::HeaderMap) -> Credential {
     }
     if let Some(v) = headers.get("x-api-key") {
         return match v.to_str() {
-            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => Credential::Key(k.trim().to_owned()),
+            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => {
+                Credential::Key(k.trim().to_owned())
+            }
             _ => Credential::Invalid,
         };
     }
@@ -326,28 +340,59 @@ mod tests {
 
         let mut r = req(&[("x-api-key", &k.key)]);
         auth.authenticate(&mut r).await;
-        assert_eq!(r.extensions().get::<Principal>().unwrap().tenant_id.as_deref(), Some("acme"));
+        assert_eq!(
+            r.extensions()
+                .get::<Principal>()
+                .unwrap()
+                .tenant_id
+                .as_deref(),
+            Some("acme")
+        );
 
         let mut r = req(&[("authorization", "Basic abc")]);
         auth.authenticate(&mut r).await;
-        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Malformed));
+        assert_eq!(
+            r.extensions().get::<AuthFailure>(),
+            Some(&AuthFailure::Malformed)
+        );
 
         let wrong = format!("{}_{}", &k.key[..16], "A".repeat(43));
         let mut r = req(&[("authorization", &format!("Bearer {wrong}"))]);
         auth.authenticate(&mut r).await;
-        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Unknown));
+        assert_eq!(
+            r.extensions().get::<AuthFailure>(),
+            Some(&AuthFailure::Unknown)
+        );
 
-        store.revoke(&k.record.id, chrono::Utc::now()).await.unwrap();
+        store
+            .revoke(&k.record.id, chrono::Utc::now())
+            .await
+            .unwrap();
         let mut r = req(&[("x-api-key", &k.key)]);
         auth.authenticate(&mut r).await;
-        assert_eq!(r.extensions().get::<AuthFailure>(), Some(&AuthFailure::Revoked));
+        assert_eq!(
+            r.extensions().get::<AuthFailure>(),
+            Some(&AuthFailure::Revoked)
+        );
 
         let mut r = req(&[]);
         auth.authenticate(&mut r).await;
-        assert!(r.extensions().get::<AuthFailure>().is_none() && r.extensions().get::<Principal>().is_none());
+        assert!(
+            r.extensions().get::<AuthFailure>().is_none()
+                && r.extensions().get::<Principal>().is_none()
+        );
 
         let snap = auth.counters().snapshot();
-        assert_eq!(snap, [("success", 2), ("malformed", 1), ("unknown", 1), ("revoked", 1), ("error", 0)]);
+        assert_eq!(
+            snap,
+            [
+                ("success", 2),
+                ("malformed", 1),
+                ("unknown", 1),
+                ("revoked", 1),
+                ("error", 0)
+            ]
+        );
     }
 
     #[tokio::test]

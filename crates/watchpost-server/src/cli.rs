@@ -83,7 +83,11 @@ fn init_logging(config: &Config, to_stderr: bool) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match (config.log_format, to_stderr) {
         (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Json, true) => builder.json().flatten_event(true).with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .try_init(),
         (LogFormat::Pretty, false) => builder.try_init(),
         (LogFormat::Pretty, true) => builder.with_writer(std::io::stderr).try_init(),
     };
@@ -108,7 +112,10 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
@@ -139,7 +146,10 @@ async fn check_config(config: &Config, raw: &RawValues) -> ExitCode {
     }
     match serve::open_stores(config).await {
         Ok(stores) => {
-            println!("ok: the {} store is reachable and migrated", stores.kind.as_str());
+            println!(
+                "ok: the {} store is reachable and migrated",
+                stores.kind.as_str()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -148,7 +158,9 @@ async fn check_config(config: &Config, raw: &RawValues) -> ExitCode {
 
 async fn keys_command(config: Config, command: KeysCommand) -> ExitCode {
     if config.store == crate::config::StoreKind::Memory {
-        return fail("`watchpost keys` needs a persistent store: set WATCHPOST_STORE to sqlite or postgres");
+        return fail(
+            "`watchpost keys` needs a persistent store: set WATCHPOST_STORE to sqlite or postgres",
+        );
     }
     let stores = match serve::open_stores(&config).await {
         Ok(s) => s,
@@ -184,7 +196,10 @@ async fn keys_command(config: Config, command: KeysCommand) -> ExitCode {
         }
         KeysCommand::List => match store.list().await {
             Ok(all) => {
-                println!("{:<14} {:<24} {:<20} {:<7} {:<26} REVOKED", "ID", "NAME", "TENANT", "ROLE", "CREATED");
+                println!(
+                    "{:<14} {:<24} {:<20} {:<7} {:<26} REVOKED",
+                    "ID", "NAME", "TENANT", "ROLE", "CREATED"
+                );
                 for k in all {
                     println!(
                         "{:<14} {:<24} {:<20} {:<7} {:<26} {}",
@@ -192,7 +207,8 @@ async fn keys_command(config: Config, command: KeysCommand) -> ExitCode {
                         k.name,
                         k.tenant_id.as_deref().unwrap_or("-"),
                         k.role,
-                        k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        k.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         k.revoked_at
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_else(|| "-".to_owned()),

@@ -48,32 +48,123 @@ macro_rules! setting {
 
 /// Every setting the server reads. `docs/configuration.md` must list exactly these variables.
 pub const SETTINGS: &[Setting] = &[
-    setting!("WATCHPOST_LISTEN", [], "listen", Some("--listen"), "0.0.0.0:4000", false,
-        "listen address; when unset, `PORT` (if set) gives 0.0.0.0:PORT"),
-    setting!("PORT", [], "port", None, "none", false,
-        "port to listen on when WATCHPOST_LISTEN is unset (platform convention)"),
-    setting!("WATCHPOST_STORE", ["STORE_BACKEND"], "store", Some("--store"), "sqlite", false,
-        "store backend: sqlite, postgres or memory"),
-    setting!("WATCHPOST_DATA_DIR", [], "data_dir", Some("--data-dir"), "./data", false,
-        "where the SQLite file, audit files and spool live"),
-    setting!("DATABASE_URL", [], "database_url", Some("--database-url"), "none", true,
-        "PostgreSQL URL, required when the store is postgres"),
-    setting!("WATCHPOST_DATABASE_POOL_SIZE", [], "database_pool_size", None, "16", false,
-        "maximum connections in the database pool"),
-    setting!("WATCHPOST_ROOT_API_KEY", ["ROOT_API_KEY"], "root_api_key", None, "none", true,
-        "root API key; without it (and without a stored root key) root-only endpoints answer 401 to everyone"),
-    setting!("WATCHPOST_AUTH_CACHE_TTL_MS", [], "auth_cache_ttl_ms", None, "5000", false,
-        "how long a looked-up API key is cached; a revocation takes effect within this time (0 disables the cache)"),
-    setting!("WATCHPOST_TRUSTED_PROXIES", [], "trusted_proxies", None, "none", false,
-        "comma-separated addresses and CIDR blocks of proxies whose Forwarded/X-Forwarded-For headers are believed"),
-    setting!("WATCHPOST_BODY_LIMIT_BYTES", [], "body_limit_bytes", None, "1048576", false,
-        "largest request body accepted; larger bodies get 413"),
-    setting!("WATCHPOST_SHUTDOWN_GRACE_MS", [], "shutdown_grace_ms", None, "20000", false,
-        "drain time for in-flight requests after SIGTERM or SIGINT"),
-    setting!("WATCHPOST_LOG_FORMAT", [], "log_format", None, "json", false,
-        "log output: json or pretty (filter with RUST_LOG)"),
-    setting!("RUST_LOG", [], "log_filter", None, "info", false,
-        "log filter directives, e.g. `info,watchpost_server=debug`"),
+    setting!(
+        "WATCHPOST_LISTEN",
+        [],
+        "listen",
+        Some("--listen"),
+        "0.0.0.0:4000",
+        false,
+        "listen address; when unset, `PORT` (if set) gives 0.0.0.0:PORT"
+    ),
+    setting!(
+        "PORT",
+        [],
+        "port",
+        None,
+        "none",
+        false,
+        "port to listen on when WATCHPOST_LISTEN is unset (platform convention)"
+    ),
+    setting!(
+        "WATCHPOST_STORE",
+        ["STORE_BACKEND"],
+        "store",
+        Some("--store"),
+        "sqlite",
+        false,
+        "store backend: sqlite, postgres or memory"
+    ),
+    setting!(
+        "WATCHPOST_DATA_DIR",
+        [],
+        "data_dir",
+        Some("--data-dir"),
+        "./data",
+        false,
+        "where the SQLite file, audit files and spool live"
+    ),
+    setting!(
+        "DATABASE_URL",
+        [],
+        "database_url",
+        Some("--database-url"),
+        "none",
+        true,
+        "PostgreSQL URL, required when the store is postgres"
+    ),
+    setting!(
+        "WATCHPOST_DATABASE_POOL_SIZE",
+        [],
+        "database_pool_size",
+        None,
+        "16",
+        false,
+        "maximum connections in the database pool"
+    ),
+    setting!(
+        "WATCHPOST_ROOT_API_KEY",
+        ["ROOT_API_KEY"],
+        "root_api_key",
+        None,
+        "none",
+        true,
+        "root API key; without it (and without a stored root key) root-only endpoints answer 401 to everyone"
+    ),
+    setting!(
+        "WATCHPOST_AUTH_CACHE_TTL_MS",
+        [],
+        "auth_cache_ttl_ms",
+        None,
+        "5000",
+        false,
+        "how long a looked-up API key is cached; a revocation takes effect within this time (0 disables the cache)"
+    ),
+    setting!(
+        "WATCHPOST_TRUSTED_PROXIES",
+        [],
+        "trusted_proxies",
+        None,
+        "none",
+        false,
+        "comma-separated addresses and CIDR blocks of proxies whose Forwarded/X-Forwarded-For headers are believed"
+    ),
+    setting!(
+        "WATCHPOST_BODY_LIMIT_BYTES",
+        [],
+        "body_limit_bytes",
+        None,
+        "1048576",
+        false,
+        "largest request body accepted; larger bodies get 413"
+    ),
+    setting!(
+        "WATCHPOST_SHUTDOWN_GRACE_MS",
+        [],
+        "shutdown_grace_ms",
+        None,
+        "20000",
+        false,
+        "drain time for in-flight requests after SIGTERM or SIGINT"
+    ),
+    setting!(
+        "WATCHPOST_LOG_FORMAT",
+        [],
+        "log_format",
+        None,
+        "json",
+        false,
+        "log output: json or pretty (filter with RUST_LOG)"
+    ),
+    setting!(
+        "RUST_LOG",
+        [],
+        "log_filter",
+        None,
+        "info",
+        false,
+        "log filter directives, e.g. `info,watchpost_server=debug`"
+    ),
 ];
 
 /// Where a value came from, for error messages.
@@ -227,7 +318,10 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("database_pool_size", &self.database_pool_size)
             .field("root_api_key", &self.root_api_key.as_ref().map(|_| "<set>"))
             .field("auth_cache_ttl", &self.auth_cache_ttl)
@@ -319,7 +413,11 @@ impl RawValues {
             .map(|s| match self.get(s.var) {
                 Some((v, src)) => {
                     let shown = if s.secret {
-                        if s.var == "DATABASE_URL" { redact_url(v) } else { "<set>".to_owned() }
+                        if s.var == "DATABASE_URL" {
+                            redact_url(v)
+                        } else {
+                            "<set>".to_owned()
+                        }
                     } else {
                         v.clone()
                     };
@@ -336,10 +434,12 @@ fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
         path: path.to_owned(),
         reason: format!("{e}; pass an existing file to --config"),
     })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-        path: path.to_owned(),
-        reason: format!("not valid TOML: {}", e.message().trim()),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.to_owned(),
+            reason: format!("not valid TOML: {}", e.message().trim()),
+        })?;
     if let Some(unknown) = table
         .keys()
         .find(|k| !SETTINGS.iter().any(|s| s.file_key == k.as_str()))
@@ -356,19 +456,28 @@ fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
 fn invalid(raw: &(String, Source), secret: bool, expected: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         origin: raw.1.clone(),
-        value: if secret { "<secret>".to_owned() } else { raw.0.clone() },
+        value: if secret {
+            "<secret>".to_owned()
+        } else {
+            raw.0.clone()
+        },
         expected: expected.into(),
     }
 }
 
-fn parse_u64(raw: &RawValues, var: &'static str, default: u64, what: &str) -> Result<u64, ConfigError> {
+fn parse_u64(
+    raw: &RawValues,
+    var: &'static str,
+    default: u64,
+    what: &str,
+) -> Result<u64, ConfigError> {
     match raw.get(var) {
         None => Ok(default),
-        Some(v) => v
-            .0
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| invalid(v, false, format!("expected {what}"))),
+        Some(v) => {
+            v.0.trim()
+                .parse::<u64>()
+                .map_err(|_| invalid(v, false, format!("expected {what}")))
+        }
     }
 }
 
@@ -377,14 +486,17 @@ impl Config {
     pub fn from_raw(raw: &RawValues) -> Result<Self, ConfigError> {
         let listen = match (raw.get("WATCHPOST_LISTEN"), raw.get("PORT")) {
             (Some(v), _) => v.0.trim().parse::<SocketAddr>().map_err(|_| {
-                invalid(v, false, "expected an address with a port, like 0.0.0.0:4000 or [::]:4000")
+                invalid(
+                    v,
+                    false,
+                    "expected an address with a port, like 0.0.0.0:4000 or [::]:4000",
+                )
             })?,
             (None, Some(v)) => {
-                let port = v
-                    .0
-                    .trim()
-                    .parse::<u16>()
-                    .map_err(|_| invalid(v, false, "expected a port number from 0 to 65535"))?;
+                let port =
+                    v.0.trim()
+                        .parse::<u16>()
+                        .map_err(|_| invalid(v, false, "expected a port number from 0 to 65535"))?;
                 SocketAddr::from(([0, 0, 0, 0], port))
             }
             (None, None) => SocketAddr::from(([0, 0, 0, 0], 4000)),
@@ -409,14 +521,16 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         origin: v.1.clone(),
                         value: redact_url(url),
-                        expected: "expected a URL like postgres://user:password@host:5432/dbname".to_owned(),
+                        expected: "expected a URL like postgres://user:password@host:5432/dbname"
+                            .to_owned(),
                     });
                 }
-                url.parse::<tokio_postgres::Config>().map_err(|e| ConfigError::Invalid {
-                    origin: v.1.clone(),
-                    value: redact_url(url),
-                    expected: format!("not a PostgreSQL URL ({e})"),
-                })?;
+                url.parse::<tokio_postgres::Config>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: v.1.clone(),
+                        value: redact_url(url),
+                        expected: format!("not a PostgreSQL URL ({e})"),
+                    })?;
                 Some(url.to_owned())
             }
             _ => None,
@@ -427,10 +541,16 @@ impl Config {
                 why: "WATCHPOST_STORE=postgres needs it, e.g. postgres://watchpost@127.0.0.1:5432/watchpost",
             });
         }
-        let database_pool_size = parse_u64(raw, "WATCHPOST_DATABASE_POOL_SIZE", 16, "a pool size from 1 to 1000")?;
+        let database_pool_size = parse_u64(
+            raw,
+            "WATCHPOST_DATABASE_POOL_SIZE",
+            16,
+            "a pool size from 1 to 1000",
+        )?;
         if !(1..=1000).contains(&database_pool_size) {
             return Err(invalid(
-                raw.get("WATCHPOST_DATABASE_POOL_SIZE").expect("set when out of range"),
+                raw.get("WATCHPOST_DATABASE_POOL_SIZE")
+                    .expect("set when out of range"),
                 false,
                 "expected a pool size from 1 to 1000",
             ));
@@ -438,7 +558,11 @@ impl Config {
         let root_api_key = match raw.get("WATCHPOST_ROOT_API_KEY") {
             Some(v) if v.0.is_empty() => None,
             Some(v) if v.0.len() < 16 => {
-                return Err(invalid(v, true, "the root key must be at least 16 characters; generate one with `openssl rand -hex 32`"));
+                return Err(invalid(
+                    v,
+                    true,
+                    "the root key must be at least 16 characters; generate one with `openssl rand -hex 32`",
+                ));
             }
             Some(v) => Some(v.0.clone()),
             None => None,
@@ -451,12 +575,20 @@ impl Config {
         )?);
         let trusted_proxies = match raw.get("WATCHPOST_TRUSTED_PROXIES") {
             None => TrustedProxies::none(),
-            Some(v) => TrustedProxies::parse_list(&v.0).map_err(|e| invalid(v, false, e.to_string()))?,
+            Some(v) => {
+                TrustedProxies::parse_list(&v.0).map_err(|e| invalid(v, false, e.to_string()))?
+            }
         };
-        let body_limit = parse_u64(raw, "WATCHPOST_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?;
+        let body_limit = parse_u64(
+            raw,
+            "WATCHPOST_BODY_LIMIT_BYTES",
+            1024 * 1024,
+            "a number of bytes",
+        )?;
         if body_limit == 0 {
             return Err(invalid(
-                raw.get("WATCHPOST_BODY_LIMIT_BYTES").expect("set when zero"),
+                raw.get("WATCHPOST_BODY_LIMIT_BYTES")
+                    .expect("set when zero"),
                 false,
                 "expected a number of bytes above 0",
             ));
@@ -521,7 +653,10 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         let raw = RawValues::collect_with(None, &FlagOverrides::default(), |n| {
             vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
         })?;
@@ -540,7 +675,12 @@ mod tests {
 
     #[test]
     fn port_and_aliases() {
-        let c = load(&[("PORT", "8080"), ("STORE_BACKEND", "memory"), ("ROOT_API_KEY", "0123456789abcdef")]).unwrap();
+        let c = load(&[
+            ("PORT", "8080"),
+            ("STORE_BACKEND", "memory"),
+            ("ROOT_API_KEY", "0123456789abcdef"),
+        ])
+        .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.store, StoreKind::Memory);
         assert!(c.root_api_key.is_some());
@@ -551,23 +691,43 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let e = load(&[("WATCHPOST_STORE", "mongo")]).unwrap_err().to_string();
-        assert_eq!(e, r#"invalid WATCHPOST_STORE="mongo": expected sqlite, postgres or memory"#);
-        let e = load(&[("WATCHPOST_STORE", "postgres")]).unwrap_err().to_string();
+        let e = load(&[("WATCHPOST_STORE", "mongo")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"invalid WATCHPOST_STORE="mongo": expected sqlite, postgres or memory"#
+        );
+        let e = load(&[("WATCHPOST_STORE", "postgres")])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("DATABASE_URL is required"), "{e}");
-        let e = load(&[("DATABASE_URL", "mysql://x:secret@h/db")]).unwrap_err().to_string();
+        let e = load(&[("DATABASE_URL", "mysql://x:secret@h/db")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DATABASE_URL") && !e.contains("secret"), "{e}");
-        let e = load(&[("WATCHPOST_LISTEN", "nope")]).unwrap_err().to_string();
+        let e = load(&[("WATCHPOST_LISTEN", "nope")])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with(r#"invalid WATCHPOST_LISTEN="nope""#), "{e}");
-        let e = load(&[("WATCHPOST_ROOT_API_KEY", "short")]).unwrap_err().to_string();
-        assert!(e.contains("WATCHPOST_ROOT_API_KEY") && !e.contains("short"), "{e}");
+        let e = load(&[("WATCHPOST_ROOT_API_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WATCHPOST_ROOT_API_KEY") && !e.contains("short"),
+            "{e}"
+        );
     }
 
     #[test]
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.toml");
-        std::fs::write(&path, "store = \"memory\"\nlisten = \"127.0.0.1:1\"\nshutdown_grace_ms = 5\n").unwrap();
+        std::fs::write(
+            &path,
+            "store = \"memory\"\nlisten = \"127.0.0.1:1\"\nshutdown_grace_ms = 5\n",
+        )
+        .unwrap();
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:3".into()),
             ..Default::default()
@@ -582,16 +742,21 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_millis(5));
 
         std::fs::write(&path, "stor = \"memory\"\n").unwrap();
-        let e = RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
+        let e =
+            RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
         assert!(e.to_string().contains("unknown key `stor`"), "{e}");
         std::fs::write(&path, "store = \n").unwrap();
-        let e = RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
+        let e =
+            RawValues::collect_with(Some(&path), &FlagOverrides::default(), |_| None).unwrap_err();
         assert!(e.to_string().contains("not valid TOML"), "{e}");
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
         assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
     }
 }

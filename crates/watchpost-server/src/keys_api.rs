@@ -89,14 +89,19 @@ fn problem(p: Problem, parts: &Parts) -> Response {
 
 fn store_failure(e: &keys::KeyStoreError, parts: &Parts) -> Response {
     tracing::error!(error = %e, "API key store failed");
-    problem(Problem::service_unavailable("the key store is unavailable; retry shortly"), parts)
+    problem(
+        Problem::service_unavailable("the key store is unavailable; retry shortly"),
+        parts,
+    )
 }
 
 /// Validates a create request into (name, tenant, role).
 pub fn validate_create(body: CreateKey) -> Result<(String, Option<String>, Role), Problem> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Problem::bad_request("`name` must be 1 to 100 printable characters"));
+        return Err(Problem::bad_request(
+            "`name` must be 1 to 100 printable characters",
+        ));
     }
     let role = match body.role.as_deref() {
         None => Role::Tenant,
@@ -158,13 +163,22 @@ pub async fn list_keys(State(state): State<AppState>, parts: Parts) -> Response 
         (status = 400, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, body = crate::openapi::ProblemDoc, content_type = "application/problem+json")))]
-pub async fn create_key(State(state): State<AppState>, parts: Parts, body: axum::body::Bytes) -> Response {
+pub async fn create_key(
+    State(state): State<AppState>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(e) = authorize(&parts.extensions, Access::Root) {
         return problem(e, &parts);
     }
     let body: CreateKey = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return problem(Problem::bad_request(format!("invalid JSON body: {e}")), &parts),
+        Err(e) => {
+            return problem(
+                Problem::bad_request(format!("invalid JSON body: {e}")),
+                &parts,
+            );
+        }
     };
     let (name, tenant, role) = match validate_create(body) {
         Ok(v) => v,
@@ -193,7 +207,11 @@ pub async fn create_key(State(state): State<AppState>, parts: Parts, body: axum:
         (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, body = crate::openapi::ProblemDoc, content_type = "application/problem+json")))]
-pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Response {
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    parts: Parts,
+) -> Response {
     if let Err(e) = authorize(&parts.extensions, Access::Root) {
         return problem(e, &parts);
     }
@@ -203,7 +221,9 @@ pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>, p
             tracing::info!(key_id = %id, "API key revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(RevokeOutcome::NotFound) => problem(Problem::not_found("no API key has this id"), &parts),
+        Ok(RevokeOutcome::NotFound) => {
+            problem(Problem::not_found("no API key has this id"), &parts)
+        }
         Err(e) => store_failure(&e, &parts),
     }
 }

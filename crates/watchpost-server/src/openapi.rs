@@ -86,9 +86,16 @@ fn page(summary: &str, content_type: &str) -> PathItem {
 pub fn server_document() -> OpenApi {
     let mut doc = ServerApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.paths.paths.insert("/openapi.json".to_owned(), page("This OpenAPI document", "application/json"));
-    doc.paths.paths.insert("/docs".to_owned(), page("Swagger UI", "text/html"));
-    doc.paths.paths.insert("/docs/redoc".to_owned(), page("ReDoc", "text/html"));
+    doc.paths.paths.insert(
+        "/openapi.json".to_owned(),
+        page("This OpenAPI document", "application/json"),
+    );
+    doc.paths
+        .paths
+        .insert("/docs".to_owned(), page("Swagger UI", "text/html"));
+    doc.paths
+        .paths
+        .insert("/docs/redoc".to_owned(), page("ReDoc", "text/html"));
     doc
 }
 

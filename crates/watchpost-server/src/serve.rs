@@ -112,9 +112,12 @@ pub async fn serve(
         }
         let _ = signalled_tx.send(());
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful)
-        .into_future();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .into_future();
     let mut server = tokio::spawn(server);
     tokio::select! {
         finished = &mut server => {
@@ -124,7 +127,10 @@ pub async fn serve(
         }
         _ = signalled_rx => {}
     }
-    tracing::info!(grace_ms = grace.as_millis() as u64, "draining in-flight requests");
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "draining in-flight requests"
+    );
     match tokio::time::timeout(grace, &mut server).await {
         Ok(Ok(Ok(()))) => tracing::info!("drained"),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error while draining"),
@@ -161,11 +167,22 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         );
     }
     let app = router(state);
-    let listener = TcpListener::bind(listen).await.map_err(|e| StartupError::Bind {
-        addr: listen,
-        reason: e.to_string(),
-    })?;
-    let local = listener.local_addr().map_err(|e| StartupError::Serve(e.to_string()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartupError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartupError::Serve(e.to_string()))?;
     tracing::info!(address = %local, store = backend, version = env!("CARGO_PKG_VERSION"), "watchpost listening");
-    serve(listener, app, grace, Lifecycle::default(), shutdown_signal()).await
+    serve(
+        listener,
+        app,
+        grace,
+        Lifecycle::default(),
+        shutdown_signal(),
+    )
+    .await
 }

@@ -29,7 +29,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x7770_6d69_6772_6174;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data dir cannot be created or written.
-    #[error("WATCHPOST_DATA_DIR {path} is not usable: {reason}; point WATCHPOST_DATA_DIR at a writable directory")]
+    #[error(
+        "WATCHPOST_DATA_DIR {path} is not usable: {reason}; point WATCHPOST_DATA_DIR at a writable directory"
+    )]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -45,7 +47,9 @@ pub enum StoreError {
         reason: String,
     },
     /// PostgreSQL cannot be reached.
-    #[error("cannot connect to PostgreSQL at {target}: {reason}; is it running? check DATABASE_URL")]
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {reason}; is it running? check DATABASE_URL"
+    )]
     Postgres {
         /// The redacted URL.
         target: String,
@@ -204,10 +208,14 @@ async fn open_sqlite(path: &Path, pool_size: usize) -> Result<deadpool_sqlite::P
         .map_err(|e| fail(e.to_string()))?;
     // Open one connection now so a bad file fails start-up, not the first request.
     let conn = pool.get().await.map_err(|e| fail(e.to_string()))?;
-    conn.interact(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)))
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(e.to_string()))?;
+    conn.interact(|c| {
+        c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(e.to_string()))?;
     Ok(pool)
 }
 
@@ -215,7 +223,9 @@ async fn open_sqlite(path: &Path, pool_size: usize) -> Result<deadpool_sqlite::P
 /// a busy timeout so writers queue instead of failing.
 fn configure_sqlite(c: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
     c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-    c.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+    c.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )
 }
 
 async fn open_postgres(url: &str, pool_size: usize) -> Result<deadpool_postgres::Pool, StoreError> {
@@ -223,7 +233,9 @@ async fn open_postgres(url: &str, pool_size: usize) -> Result<deadpool_postgres:
         target: redact_url(url),
         reason,
     };
-    let mut pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(5));
     }
@@ -245,7 +257,9 @@ async fn open_postgres(url: &str, pool_size: usize) -> Result<deadpool_postgres:
         .build()
         .map_err(|e| fail(e.to_string()))?;
     let conn = pool.get().await.map_err(|e| fail(pool_error_reason(&e)))?;
-    conn.simple_query("SELECT 1").await.map_err(|e| fail(e.to_string()))?;
+    conn.simple_query("SELECT 1")
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     Ok(pool)
 }
 

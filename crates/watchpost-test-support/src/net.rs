@@ -14,7 +14,9 @@ pub fn free_port() -> u16 {
 /// An address on 127.0.0.1 that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0");
-    listener.local_addr().expect("bound listener has an address")
+    listener
+        .local_addr()
+        .expect("bound listener has an address")
 }
 
 /// Waits until something accepts TCP connections at `addr`, for at most `timeout`.

@@ -65,7 +65,11 @@ impl TestDatabase {
     /// The server's TCP address (for putting a [`FaultProxy`](crate::FaultProxy) in front of it).
     pub fn socket_addr(&self) -> SocketAddr {
         let (host, port) = self.host_port();
-        let host = if host == "localhost" { "127.0.0.1".to_owned() } else { host };
+        let host = if host == "localhost" {
+            "127.0.0.1".to_owned()
+        } else {
+            host
+        };
         format!("{host}:{port}")
             .parse()
             .expect("test PostgreSQL host must be an IP address or localhost")
@@ -105,7 +109,10 @@ impl TestDatabase {
     pub async fn drop_now(self) {
         let client = admin_connect(&self.admin).await;
         let _ = client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await;
         std::mem::forget(self);
     }
@@ -117,7 +124,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         let admin = self.admin.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

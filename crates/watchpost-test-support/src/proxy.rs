@@ -36,10 +36,17 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("cannot bind the fault proxy on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
         let (mode, _) = watch::channel(FaultMode::Pass);
         let accepted = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(listener, target, mode.clone(), accepted.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            target,
+            mode.clone(),
+            accepted.clone(),
+        ));
         Self {
             addr,
             target,

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 /// The Redis URL tests use, from `WATCHPOST_TEST_REDIS_URL`, defaulting to 127.0.0.1:6379.
 pub fn redis_url() -> String {
-    std::env::var("WATCHPOST_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+    std::env::var("WATCHPOST_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
 }
 
 /// A Redis server reachable for this test, with a prefix nobody else uses.
@@ -51,11 +52,21 @@ impl TestRedis {
     /// The server's TCP address (for a [`FaultProxy`](crate::FaultProxy)).
     pub fn socket_addr(&self) -> std::net::SocketAddr {
         use redis::IntoConnectionInfo;
-        let info = self.url.as_str().into_connection_info().expect("valid Redis URL");
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .expect("valid Redis URL");
         match info.addr() {
             redis::ConnectionAddr::Tcp(host, port) => {
-                let host = if host == "localhost" { "127.0.0.1" } else { host.as_str() };
-                format!("{host}:{port}").parse().expect("Redis host must be an IP address")
+                let host = if host == "localhost" {
+                    "127.0.0.1"
+                } else {
+                    host.as_str()
+                };
+                format!("{host}:{port}")
+                    .parse()
+                    .expect("Redis host must be an IP address")
             }
             other => panic!("test Redis must be reached over TCP, not {other:?}"),
         }
@@ -72,11 +83,16 @@ impl Drop for TestRedis {
         let url = self.url.clone();
         let pattern = format!("{}*", self.prefix);
         let _ = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open(url.as_str()) else { return };
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
             let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
                 return;
             };
-            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
             for chunk in keys.chunks(500) {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
             }

@@ -32,7 +32,10 @@ impl ApiKeyStore for MemoryKeyStore {
         })
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
         Box::pin(async move { Ok(self.lock().get(id).cloned()) })
     }
 
@@ -44,7 +47,11 @@ impl ApiKeyStore for MemoryKeyStore {
         })
     }
 
-    fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
         Box::pin(async move {
             Ok(match self.lock().get_mut(id) {
                 None => RevokeOutcome::NotFound,

@@ -67,7 +67,10 @@ impl ApiKeyRecord {
     /// Whether `secret` is this key's secret (constant-time).
     pub fn secret_matches(&self, secret: &str) -> bool {
         let presented = hash_secret(secret);
-        presented.as_bytes().ct_eq(self.secret_hash.as_bytes()).into()
+        presented
+            .as_bytes()
+            .ct_eq(self.secret_hash.as_bytes())
+            .into()
     }
 }
 
@@ -121,7 +124,10 @@ pub fn generate(name: &str, tenant_id: Option<String>, role: Role, now: DateTime
 pub fn parse_key(key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(KEY_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
-    let id_ok = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let id_ok = id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     let secret_ok = (16..=128).contains(&secret.len())
         && secret
             .bytes()
@@ -161,11 +167,16 @@ pub trait ApiKeyStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a new key.
     fn insert(&self, record: ApiKeyRecord) -> BoxFuture<'_, Result<(), KeyStoreError>>;
     /// The key with `id`, revoked or not.
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>>;
+    fn get<'a>(&'a self, id: &'a str)
+    -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>>;
     /// Every key, oldest first.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ApiKeyRecord>, KeyStoreError>>;
     /// Revokes the key with `id` at `at`.
-    fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>>;
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>>;
     /// Whether any unrevoked key has the root role.
     fn has_active_root(&self) -> BoxFuture<'_, Result<bool, KeyStoreError>> {
         Box::pin(async move {
@@ -191,7 +202,11 @@ pub fn store_for(stores: &Stores) -> Arc<dyn ApiKeyStore> {
 
 fn parse_role(s: &str) -> Role {
     // The CHECK constraint admits only these two words.
-    if s == "root" { Role::Root } else { Role::Tenant }
+    if s == "root" {
+        Role::Root
+    } else {
+        Role::Tenant
+    }
 }
 
 #[cfg(test)]

@@ -68,11 +68,17 @@ impl ApiKeyStore for PostgresKeyStore {
         })
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
         Box::pin(async move {
             let conn = self.pool.get().await.map_err(backend)?;
             let row = conn
-                .query_opt(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"), &[&id])
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"),
+                    &[&id],
+                )
                 .await
                 .map_err(backend)?;
             Ok(row.as_ref().map(row_to_record))
@@ -83,14 +89,21 @@ impl ApiKeyStore for PostgresKeyStore {
         Box::pin(async move {
             let conn = self.pool.get().await.map_err(backend)?;
             let rows = conn
-                .query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"), &[])
+                .query(
+                    &format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                    &[],
+                )
                 .await
                 .map_err(backend)?;
             Ok(rows.iter().map(row_to_record).collect())
         })
     }
 
-    fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
         Box::pin(async move {
             let conn = self.pool.get().await.map_err(backend)?;
             // One statement decides the outcome, so concurrent revokes cannot both report `Revoked`.

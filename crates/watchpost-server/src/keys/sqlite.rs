@@ -68,7 +68,9 @@ impl ApiKeyStore for SqliteKeyStore {
             )
             .map(|_| ())
             .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
                     KeyStoreError::Duplicate(record.id.clone())
                 }
                 other => backend(other),
@@ -76,7 +78,10 @@ impl ApiKeyStore for SqliteKeyStore {
         }))
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, KeyStoreError>> {
         let id = id.to_owned();
         Box::pin(self.run(move |c| {
             c.query_row(
@@ -92,14 +97,20 @@ impl ApiKeyStore for SqliteKeyStore {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ApiKeyRecord>, KeyStoreError>> {
         Box::pin(self.run(|c| {
             let mut stmt = c
-                .prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"))
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"
+                ))
                 .map_err(backend)?;
             let rows = stmt.query_map([], row_to_record).map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         }))
     }
 
-    fn revoke<'a>(&'a self, id: &'a str, at: DateTime<Utc>) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<RevokeOutcome, KeyStoreError>> {
         let id = id.to_owned();
         Box::pin(self.run(move |c| {
             let changed = c

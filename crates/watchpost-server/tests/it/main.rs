@@ -1,0 +1,8 @@
+//! Integration tests of the `watchpost` server: key stores, auth, configuration errors, restarts,
+//! graceful shutdown and the OpenAPI document.
+
+mod auth_matrix;
+mod cli_process;
+mod keys_contract;
+mod openapi_doc;
+mod support;
