@@ -40,7 +40,8 @@ fn bench_recording(c: &mut Criterion) {
     })
     .expect("valid configuration");
     let ours = hello_router().layer(metrics.layer());
-    // axum-prometheus installs a global recorder: once per process.
+    // axum-prometheus installs a global recorder (once per process) and spawns its upkeep task.
+    let _enter = rt.enter();
     let (prometheus_layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
     let peer = hello_router().layer(prometheus_layer);
 

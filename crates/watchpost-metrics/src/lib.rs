@@ -192,7 +192,9 @@ impl Metrics {
             registry.push_collector(Arc::new(process::BuildInfoCollector::new(info)));
         }
         if config.process_metrics && cfg!(target_os = "linux") {
-            registry.claim_name("process")?;
+            for name in process::PROCESS_FAMILY_NAMES {
+                registry.claim_name(name.trim_end_matches("_total"))?;
+            }
             registry.push_collector(Arc::new(process::ProcessCollector));
         }
         Ok(Self {

@@ -142,6 +142,17 @@ const PROCESS_FAMILIES: [(&str, &str, &str); 7] = [
     ),
 ];
 
+/// The names of the process families, as written in Prometheus text.
+pub(crate) const PROCESS_FAMILY_NAMES: [&str; 7] = [
+    PROCESS_FAMILIES[0].0,
+    PROCESS_FAMILIES[1].0,
+    PROCESS_FAMILIES[2].0,
+    PROCESS_FAMILIES[3].0,
+    PROCESS_FAMILIES[4].0,
+    PROCESS_FAMILIES[5].0,
+    PROCESS_FAMILIES[6].0,
+];
+
 impl Collect for ProcessCollector {
     fn collect(&self, out: &mut String, format: Format) {
         let Some(stats) = ProcessStats::read() else {

@@ -160,9 +160,10 @@ impl MetricsRegistry {
         Ok(family)
     }
 
+    /// Reserves `name`; `jobs` and `jobs_total` are one name, since a counter `jobs` writes `jobs_total`.
     pub(crate) fn claim_name(&self, name: &str) -> Result<(), MetricsError> {
         let mut names = self.inner.names.lock().unwrap_or_else(|e| e.into_inner());
-        if !names.insert(name.to_owned()) {
+        if !names.insert(base_name(name).to_owned()) {
             return Err(MetricsError::DuplicateMetric {
                 name: name.to_owned(),
             });

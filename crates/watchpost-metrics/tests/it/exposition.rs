@@ -342,3 +342,52 @@ async fn describe_lists_every_family_written() {
         described.iter().map(String::as_str).collect();
     assert_eq!(written, described);
 }
+
+#[tokio::test]
+async fn built_in_names_are_reserved() {
+    let m = metrics();
+    for name in [
+        "process_open_fds",
+        "process_cpu_seconds_total",
+        "watchpost_build_info",
+        "http_server_active_requests",
+        "db_client_operation_duration_seconds",
+        "watchpost_metrics_overflow_total",
+    ] {
+        assert!(
+            matches!(
+                m.registry().gauge(name, "", []),
+                Err(watchpost_metrics::MetricsError::DuplicateMetric { .. })
+            ),
+            "{name} could be registered twice"
+        );
+    }
+}
+
+#[test]
+fn readme_lists_every_metric_with_its_labels() {
+    let m = super::metrics_with(watchpost_metrics::MetricsConfig {
+        naming: watchpost_metrics::HttpNaming::Both,
+        ..watchpost_metrics::MetricsConfig::default()
+    });
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (name, labels) in m.describe() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}`")))
+            .unwrap_or_else(|| panic!("README.md has no table row for {name}"));
+        for label in &labels {
+            assert!(
+                row.contains(&format!("`{label}`")),
+                "README row of {name} lacks label {label}: {row}"
+            );
+        }
+        if labels.is_empty() {
+            assert!(
+                row.contains("| none |"),
+                "README row of {name} should say its labels are none: {row}"
+            );
+        }
+    }
+}
