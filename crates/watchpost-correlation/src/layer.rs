@@ -592,7 +592,6 @@ impl Finish {
         }
         let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
         let Finish {
-            span,
             ctx,
             method,
             method_original,
@@ -603,7 +602,8 @@ impl Finish {
         crate::context::sync_scope(ctx, || {
             crate::context::with_current(|ctx| {
                 if let Some(ctx) = ctx {
-                    let _entered = span.enter();
+                    // Emitted outside the server span on purpose: it carries every id itself, and inside
+                    // the span the OpenTelemetry bridge would copy all its fields into a span event.
                     emit_request_line(&RequestLine {
                         method: method_original.as_deref().unwrap_or(method),
                         route: ctx.route.as_deref(),
