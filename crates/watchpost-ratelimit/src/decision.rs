@@ -1,7 +1,40 @@
 //! [`Decision`]: what the limiter answered for one request, per policy, without allocating.
 
 use crate::policy::MAX_POLICIES_PER_SET;
-use crate::window::WindowVerdict;
+use crate::window::{WindowCounts, WindowVerdict, evaluate};
+
+/// One policy's result: the inputs (from the local store; the header values are derived
+/// only when asked, keeping divisions off the decision path) or the finished verdict.
+#[derive(Debug, Clone, Copy, Default)]
+enum PolicyResult {
+    #[default]
+    Empty,
+    Raw {
+        counts: WindowCounts,
+        limit: u64,
+        window_ms: u64,
+        elapsed: u64,
+        cost: u64,
+    },
+    Done(WindowVerdict),
+}
+
+impl PolicyResult {
+    #[inline]
+    fn verdict(&self) -> WindowVerdict {
+        match *self {
+            PolicyResult::Empty => WindowVerdict::default(),
+            PolicyResult::Raw {
+                counts,
+                limit,
+                window_ms,
+                elapsed,
+                cost,
+            } => evaluate(counts, limit, window_ms, elapsed, cost),
+            PolicyResult::Done(v) => v,
+        }
+    }
+}
 
 /// Why a decision was not made by the store itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,29 +46,63 @@ pub enum Degraded {
 }
 
 /// The answer for one request: allowed or not, with each policy's verdict in set order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Decision {
     allowed: bool,
     len: u8,
-    verdicts: [WindowVerdict; MAX_POLICIES_PER_SET],
+    results: [PolicyResult; MAX_POLICIES_PER_SET],
     degraded: Option<Degraded>,
 }
+
+impl PartialEq for Decision {
+    fn eq(&self, other: &Self) -> bool {
+        self.allowed == other.allowed
+            && self.degraded == other.degraded
+            && self.verdicts().eq(other.verdicts())
+    }
+}
+
+impl Eq for Decision {}
 
 impl Decision {
     pub(crate) fn empty() -> Self {
         Self {
             allowed: true,
             len: 0,
-            verdicts: [WindowVerdict::default(); MAX_POLICIES_PER_SET],
+            results: [PolicyResult::Empty; MAX_POLICIES_PER_SET],
             degraded: None,
         }
     }
 
     pub(crate) fn push(&mut self, v: WindowVerdict) {
         if usize::from(self.len) < MAX_POLICIES_PER_SET {
-            self.verdicts[usize::from(self.len)] = v;
+            self.results[usize::from(self.len)] = PolicyResult::Done(v);
             self.len += 1;
             self.allowed &= v.allowed;
+        }
+    }
+
+    /// Records a policy's inputs and whether it allowed the request.
+    #[inline]
+    pub(crate) fn push_raw(
+        &mut self,
+        counts: WindowCounts,
+        limit: u64,
+        window_ms: u64,
+        elapsed: u64,
+        cost: u64,
+        allowed: bool,
+    ) {
+        if usize::from(self.len) < MAX_POLICIES_PER_SET {
+            self.results[usize::from(self.len)] = PolicyResult::Raw {
+                counts,
+                limit,
+                window_ms,
+                elapsed,
+                cost,
+            };
+            self.len += 1;
+            self.allowed &= allowed;
         }
     }
 
@@ -63,8 +130,10 @@ impl Decision {
     }
 
     /// Each policy's verdict, in the order of the policy set.
-    pub fn verdicts(&self) -> &[WindowVerdict] {
-        &self.verdicts[..usize::from(self.len)]
+    pub fn verdicts(&self) -> impl ExactSizeIterator<Item = WindowVerdict> + Clone + '_ {
+        self.results[..usize::from(self.len)]
+            .iter()
+            .map(PolicyResult::verdict)
     }
 
     /// Set when the store could not decide and the failure mode did.
@@ -75,13 +144,17 @@ impl Decision {
     /// Milliseconds until the request would be allowed (0 when allowed): the longest wait
     /// over the policies that refused it; `u64::MAX` when its cost exceeds a limit.
     pub fn retry_after_ms(&self) -> u64 {
-        self.verdicts().iter().map(|v| v.wait_ms).max().unwrap_or(0)
+        self.verdicts().map(|v| v.wait_ms).max().unwrap_or(0)
     }
 
     /// The position in the set of the policy that decided: the refusing policy with the
     /// longest wait when denied, else the one with the fewest units remaining.
     pub fn binding_policy(&self) -> usize {
-        let v = self.verdicts();
+        let mut v = [WindowVerdict::default(); MAX_POLICIES_PER_SET];
+        for (i, x) in self.verdicts().enumerate() {
+            v[i] = x;
+        }
+        let v = &v[..usize::from(self.len)];
         if self.allowed {
             (0..v.len()).min_by_key(|&i| v[i].remaining).unwrap_or(0)
         } else {

@@ -51,7 +51,7 @@ impl RateLimitFields {
         let mut fields = Vec::with_capacity(if legacy { 5 } else { 2 });
         fields.push((RATELIMIT_POLICY, set.header_value().clone()));
         let mut value = String::with_capacity(32 * decision.verdicts().len());
-        for (v, p) in decision.verdicts().iter().zip(set.iter()) {
+        for (v, p) in decision.verdicts().zip(set.iter()) {
             if !value.is_empty() {
                 value.push_str(", ");
             }
@@ -69,7 +69,7 @@ impl RateLimitFields {
         }
         if legacy {
             let b = decision.binding_policy();
-            if let (Some(v), Some(p)) = (decision.verdicts().get(b), set.iter().nth(b)) {
+            if let (Some(v), Some(p)) = (decision.verdicts().nth(b), set.iter().nth(b)) {
                 fields.push((X_RATELIMIT_LIMIT, HeaderValue::from(p.limit())));
                 fields.push((X_RATELIMIT_REMAINING, HeaderValue::from(v.remaining)));
                 fields.push((
@@ -94,7 +94,6 @@ pub fn quota_exceeded(set: &PolicySet, decision: &Decision) -> Problem {
     let retry = secs_up(decision.retry_after_ms(), set).max(1);
     let violated: Vec<serde_json::Value> = decision
         .verdicts()
-        .iter()
         .zip(set.iter())
         .filter(|(v, _)| !v.allowed)
         .map(|(v, p)| {
@@ -108,7 +107,6 @@ pub fn quota_exceeded(set: &PolicySet, decision: &Decision) -> Problem {
         .collect();
     let names: Vec<&str> = decision
         .verdicts()
-        .iter()
         .zip(set.iter())
         .filter(|(v, _)| !v.allowed)
         .map(|(_, p)| p.name())

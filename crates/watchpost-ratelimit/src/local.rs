@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use crate::decision::Decision;
 use crate::key::fmix64;
 use crate::policy::{MAX_POLICIES_PER_SET, PolicySet};
-use crate::window::{WindowCounts, evaluate};
+use crate::window::{WindowCounts, allows};
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -295,7 +295,7 @@ impl LocalStore {
         for (p, (pid, policy)) in set.policies.iter().enumerate().take(n) {
             let hash = slot_hash(key_hash, *pid);
             hashes[p] = hash;
-            let now_window = now_ms / policy.window_ms();
+            let (now_window, _) = set.windows[p].split(now_ms, policy.window_ms());
             let fresh = Slot {
                 hash,
                 window: now_window as u32,
@@ -320,7 +320,7 @@ impl LocalStore {
         let mut decision = Decision::empty();
         for (p, (_, policy)) in set.policies.iter().enumerate().take(n) {
             let w = policy.window_ms();
-            let now_window = now_ms / w;
+            let (now_window, elapsed) = set.windows[p].split(now_ms, w);
             let slot = &mut t.slots[idx[p]];
             let counts = WindowCounts {
                 window: slot.window,
@@ -332,7 +332,8 @@ impl LocalStore {
             slot.cur = counts.cur;
             slot.prev = counts.prev;
             slot.expires_s = expires_s(now_window, w);
-            decision.push(evaluate(counts, policy.limit(), w, now_ms, cost));
+            let ok = allows(counts, policy.limit(), w, elapsed, cost);
+            decision.push_raw(counts, policy.limit(), w, elapsed, cost, ok);
         }
         if decision.allowed() {
             let add = u32::try_from(cost).unwrap_or(u32::MAX);

@@ -2,6 +2,7 @@
 //! [`PolicySet`]: the policies one request is checked against.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +112,35 @@ pub struct PolicySet {
     pub(crate) header_policy: http::HeaderValue,
     /// Per policy, the decision counters by [`DecisionLabel`] order (resolved once, not per request).
     pub(crate) counters: Vec<[Counter; 5]>,
+    /// Per policy, the last window index seen, so most decisions need no division.
+    pub(crate) windows: Vec<WindowCache>,
+}
+
+/// The current window index of one policy, cached; a stale value only costs a division.
+#[derive(Debug, Default)]
+pub(crate) struct WindowCache(AtomicU64);
+
+impl Clone for WindowCache {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl WindowCache {
+    /// `(now_ms / window_ms, now_ms % window_ms)`.
+    #[inline]
+    pub(crate) fn split(&self, now_ms: u64, window_ms: u64) -> (u64, u64) {
+        let idx = self.0.load(Ordering::Relaxed);
+        let start = idx * window_ms;
+        if let Some(elapsed) = now_ms.checked_sub(start)
+            && elapsed < window_ms
+        {
+            return (idx, elapsed);
+        }
+        let idx = now_ms / window_ms;
+        self.0.store(idx, Ordering::Relaxed);
+        (idx, now_ms - idx * window_ms)
+    }
 }
 
 impl PolicySet {
@@ -145,9 +175,12 @@ impl PolicySet {
                 why: "the policy does not render as a header value".to_owned(),
             })?;
         Ok(Self {
-            policies,
             header_policy,
             counters: Vec::new(),
+            windows: (0..policies.len())
+                .map(|_| WindowCache::default())
+                .collect(),
+            policies,
         })
     }
 

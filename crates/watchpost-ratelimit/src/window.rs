@@ -69,6 +69,19 @@ impl WindowCounts {
     }
 }
 
+/// Whether a request of `cost` passes, with `elapsed` ms of the current window gone:
+/// `floor(prev · left / W) + cur + cost ≤ limit`, decided with multiplications only
+/// (`floor(x / W) ≤ a  ⇔  x < (a + 1) · W`).
+#[inline]
+pub fn allows(counts: WindowCounts, limit: u64, window_ms: u64, elapsed: u64, cost: u64) -> bool {
+    let cur = u64::from(counts.cur);
+    if cur + cost > limit {
+        return false;
+    }
+    let room = limit - cur - cost;
+    u64::from(counts.prev) * (window_ms - elapsed) < (room + 1) * window_ms
+}
+
 /// Decides a request of `cost` against `limit` per `window_ms` at `now_ms`, given counts
 /// already rolled to the current window. Returns the verdict; the caller adds `cost` to
 /// `cur` when every policy allowed.
@@ -172,6 +185,7 @@ mod tests {
                             };
                             for cost in [1, 2] {
                                 let v = evaluate(c, limit, w, now, cost);
+                                assert_eq!(v.allowed, allows(c, limit, w, now % w, cost));
                                 if !v.allowed {
                                     assert_eq!(
                                         v.wait_ms,
