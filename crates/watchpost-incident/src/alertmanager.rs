@@ -171,7 +171,12 @@ impl EventKey {
         h.update([0]);
         h.update(status.as_str().as_bytes());
         h.update([0]);
-        h.update(starts_at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+        h.update(
+            starts_at
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+                .to_be_bytes(),
+        );
         h.update([0]);
         h.update(
             ends_at
@@ -195,7 +200,9 @@ pub enum PayloadError {
     #[error("the body is not an Alertmanager webhook payload (version 4): {0}")]
     Json(#[from] serde_json::Error),
     /// The `version` field names another format.
-    #[error("unsupported Alertmanager webhook payload version {0:?}; this receiver reads version \"4\"")]
+    #[error(
+        "unsupported Alertmanager webhook payload version {0:?}; this receiver reads version \"4\""
+    )]
     Version(String),
 }
 
@@ -224,9 +231,15 @@ mod tests {
     #[test]
     fn fingerprint_matches_prometheus_reference_values() {
         // Values from Prometheus' model/signature_test.go (TestLabelsToSignature / fingerprint tests).
-        assert_eq!(fingerprint_u64(&LabelSet::new()), 14_695_981_039_346_656_037);
         assert_eq!(
-            fingerprint_u64(&labels(&[("name", "garland, briggs"), ("fear", "love is not enough")])),
+            fingerprint_u64(&LabelSet::new()),
+            14_695_981_039_346_656_037
+        );
+        assert_eq!(
+            fingerprint_u64(&labels(&[
+                ("name", "garland, briggs"),
+                ("fear", "love is not enough")
+            ])),
             5_799_056_148_416_392_346
         );
     }
@@ -238,13 +251,19 @@ mod tests {
           "endsAt":"0001-01-01T00:00:00Z","somethingNew":true}]}"#;
         let p = WebhookPayload::parse(body).unwrap();
         assert_eq!(p.alerts[0].ends_at, None);
-        assert_eq!(p.alerts[0].fingerprint(), fingerprint(&labels(&[("alertname", "A")])));
+        assert_eq!(
+            p.alerts[0].fingerprint(),
+            fingerprint(&labels(&[("alertname", "A")]))
+        );
     }
 
     #[test]
     fn other_versions_are_refused() {
         let body = br#"{"version":"5","status":"firing","alerts":[]}"#;
-        assert!(matches!(WebhookPayload::parse(body), Err(PayloadError::Version(_))));
+        assert!(matches!(
+            WebhookPayload::parse(body),
+            Err(PayloadError::Version(_))
+        ));
     }
 
     #[test]

@@ -127,7 +127,10 @@ fn priority_of(record: &AlertRecord) -> Priority {
 }
 
 /// The incident keys and fingerprints a delivery touches, for stores to load and lock.
-pub fn touched(payload: &WebhookPayload, policy: &IncidentPolicy) -> (BTreeSet<String>, BTreeSet<String>, Vec<EventKey>) {
+pub fn touched(
+    payload: &WebhookPayload,
+    policy: &IncidentPolicy,
+) -> (BTreeSet<String>, BTreeSet<String>, Vec<EventKey>) {
     let mut keys = BTreeSet::new();
     let mut fingerprints = BTreeSet::new();
     let mut events = Vec::with_capacity(payload.alerts.len());
@@ -200,7 +203,11 @@ impl Run<'_> {
                         incident.severity = severity;
                         incident.priority = incident.priority.min(severity.default_priority());
                     }
-                    incident.push(alert.starts_at, self.actor.clone(), TimelineEvent::AlertAdded { fingerprint: fp });
+                    incident.push(
+                        alert.starts_at,
+                        self.actor.clone(),
+                        TimelineEvent::AlertAdded { fingerprint: fp },
+                    );
                     incident.updated_at = now;
                     self.dirty(&key);
                     return;
@@ -210,7 +217,8 @@ impl Run<'_> {
                     return;
                 }
                 let resolved_at = incident.resolved_at.unwrap_or(incident.started_at);
-                let window = chrono::Duration::from_std(policy.reopen_window).unwrap_or(chrono::Duration::MAX);
+                let window = chrono::Duration::from_std(policy.reopen_window)
+                    .unwrap_or(chrono::Duration::MAX);
                 if alert.starts_at <= resolved_at + window {
                     self.reopen(&key, record_of(alert, fp, severity), member);
                 } else {
@@ -230,7 +238,11 @@ impl Run<'_> {
                 record.status = AlertStatus::Resolved;
                 record.starts_at = alert.starts_at;
                 record.ends_at = Some(at);
-                incident.push(at, self.actor.clone(), TimelineEvent::AlertResolved { fingerprint: fp });
+                incident.push(
+                    at,
+                    self.actor.clone(),
+                    TimelineEvent::AlertResolved { fingerprint: fp },
+                );
                 incident.updated_at = now;
                 let resolves = match policy.resolve {
                     crate::policy::ResolvePolicy::Any => true,
@@ -255,10 +267,21 @@ impl Run<'_> {
     }
 
     /// Applies the maintenance policy to an opening or reopening incident; true when it may notify.
-    fn unmuted(&self, incident: &mut Incident, labels: &crate::alertmanager::LabelSet, at: DateTime<Utc>) -> bool {
+    fn unmuted(
+        &self,
+        incident: &mut Incident,
+        labels: &crate::alertmanager::LabelSet,
+        at: DateTime<Utc>,
+    ) -> bool {
         if let Some(window) = self.ctx.policy.muting_window(labels, self.ctx.now) {
             incident.muted = true;
-            incident.push(at, Actor::system("maintenance"), TimelineEvent::Muted { window: window.name.clone() });
+            incident.push(
+                at,
+                Actor::system("maintenance"),
+                TimelineEvent::Muted {
+                    window: window.name.clone(),
+                },
+            );
             false
         } else {
             incident.notified = true;
@@ -299,7 +322,13 @@ impl Run<'_> {
             timeline: Vec::new(),
         };
         incident.push(at, self.actor.clone(), TimelineEvent::Triggered);
-        incident.push(at, self.actor.clone(), TimelineEvent::AlertAdded { fingerprint: record.fingerprint.clone() });
+        incident.push(
+            at,
+            self.actor.clone(),
+            TimelineEvent::AlertAdded {
+                fingerprint: record.fingerprint.clone(),
+            },
+        );
         let labels = record.labels.clone();
         incident.alerts.push(record);
         if self.unmuted(&mut incident, &labels, at) {
@@ -324,7 +353,13 @@ impl Run<'_> {
         incident.time_to_resolve_seconds = None;
         incident.updated_at = now;
         incident.push(at, self.actor.clone(), TimelineEvent::Reopened);
-        incident.push(at, self.actor.clone(), TimelineEvent::AlertAdded { fingerprint: record.fingerprint.clone() });
+        incident.push(
+            at,
+            self.actor.clone(),
+            TimelineEvent::AlertAdded {
+                fingerprint: record.fingerprint.clone(),
+            },
+        );
         let labels = record.labels.clone();
         match member {
             Some(i) => incident.alerts[i] = record,
@@ -354,7 +389,11 @@ impl Run<'_> {
 }
 
 /// Builds the outbox entries for one change and bumps the incident's revision.
-pub fn enqueue(incident: &mut Incident, kind: NotificationKind, ctx: &ApplyContext) -> Vec<OutboxEntry> {
+pub fn enqueue(
+    incident: &mut Incident,
+    kind: NotificationKind,
+    ctx: &ApplyContext,
+) -> Vec<OutboxEntry> {
     let channels = ctx.policy.routing.channels(incident.severity);
     if channels.is_empty() {
         return Vec::new();
@@ -372,7 +411,11 @@ pub fn enqueue(incident: &mut Incident, kind: NotificationKind, ctx: &ApplyConte
 }
 
 /// Applies one webhook delivery to `snapshot`; returns what to write.
-pub fn apply_delivery(snapshot: &mut Snapshot, payload: &WebhookPayload, ctx: &ApplyContext) -> Changes {
+pub fn apply_delivery(
+    snapshot: &mut Snapshot,
+    payload: &WebhookPayload,
+    ctx: &ApplyContext,
+) -> Changes {
     let mut run = Run {
         snapshot,
         ctx,
@@ -395,7 +438,13 @@ pub fn apply_delivery(snapshot: &mut Snapshot, payload: &WebhookPayload, ctx: &A
             {
                 incident.partial = true;
                 incident.updated_at = ctx.now;
-                incident.push(ctx.now, run.actor.clone(), TimelineEvent::Partial { truncated_alerts: payload.truncated_alerts });
+                incident.push(
+                    ctx.now,
+                    run.actor.clone(),
+                    TimelineEvent::Partial {
+                        truncated_alerts: payload.truncated_alerts,
+                    },
+                );
                 run.dirty(&key);
             }
         }
@@ -467,7 +516,12 @@ pub enum OpError {
 }
 
 /// Applies `op` to `incident`; returns the changes to write (empty when the op changes nothing).
-pub fn apply_op(incident: &mut Incident, op: &IncidentOp, actor: &Actor, ctx: &ApplyContext) -> Result<Changes, OpError> {
+pub fn apply_op(
+    incident: &mut Incident,
+    op: &IncidentOp,
+    actor: &Actor,
+    ctx: &ApplyContext,
+) -> Result<Changes, OpError> {
     let now = ctx.now;
     let mut changes = Changes::default();
     let kind = match op {
@@ -480,7 +534,9 @@ pub fn apply_op(incident: &mut Incident, op: &IncidentOp, actor: &Actor, ctx: &A
                 let secs = (now - incident.started_at).num_seconds().max(0);
                 incident.time_to_acknowledge_seconds = Some(secs);
                 incident.push(now, actor.clone(), TimelineEvent::Acknowledged);
-                changes.transitions.push(Transition::Acknowledged(incident.severity, secs as f64));
+                changes
+                    .transitions
+                    .push(Transition::Acknowledged(incident.severity, secs as f64));
                 Some(NotificationKind::Acknowledge)
             }
         },
@@ -496,11 +552,22 @@ pub fn apply_op(incident: &mut Incident, op: &IncidentOp, actor: &Actor, ctx: &A
             Some(NotificationKind::Resolve)
         }
         IncidentOp::Update { status, note } => {
-            incident.push(now, actor.clone(), TimelineEvent::Update { status: *status, note: note.clone() });
+            incident.push(
+                now,
+                actor.clone(),
+                TimelineEvent::Update {
+                    status: *status,
+                    note: note.clone(),
+                },
+            );
             Some(NotificationKind::Update)
         }
         IncidentOp::Notified { channel } => {
-            incident.push(now, actor.clone(), TimelineEvent::Notified { channel: *channel });
+            incident.push(
+                now,
+                actor.clone(),
+                TimelineEvent::Notified { channel: *channel },
+            );
             None
         }
     };

@@ -6,13 +6,17 @@ use crate::engine::OpError;
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
     /// The store could not be reached or refused the work; the webhook answers 503 so Alertmanager retries.
-    #[error("incident store unavailable: {0}; check the database (DATABASE_URL or the SQLite file) and retry")]
+    #[error(
+        "incident store unavailable: {0}; check the database (DATABASE_URL or the SQLite file) and retry"
+    )]
     Unavailable(String),
     /// A stored row could not be read back.
     #[error("stored incident data is unreadable: {0}")]
     Corrupt(String),
     /// Applying migrations failed.
-    #[error("cannot migrate the incident schema: {0}; check that the database user may create tables")]
+    #[error(
+        "cannot migrate the incident schema: {0}; check that the database user may create tables"
+    )]
     Migration(String),
     /// The incident does not exist.
     #[error("incident {0} not found")]

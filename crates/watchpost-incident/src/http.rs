@@ -1,5 +1,9 @@
 //! The HTTP surface: `POST /webhooks/alertmanager`, the incident API and the status page, as one [`router`].
 
+// `Problem` is core's error body; it is built at most once per failed request and returned
+// straight to the client, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -43,7 +47,10 @@ pub fn router(service: IncidentService) -> axum::Router {
 }
 
 pub(crate) fn problem_response(problem: Problem, extensions: &http::Extensions) -> Response {
-    problem.fill_from(extensions).to_http_response().into_response()
+    problem
+        .fill_from(extensions)
+        .to_http_response()
+        .into_response()
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -67,8 +74,13 @@ fn webhook_authorized(service: &IncidentService, headers: &HeaderMap) -> Result<
             "the Alertmanager webhook is disabled: no token is configured (set WATCHPOST_ALERTMANAGER_TOKEN)",
         ));
     }
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return Err(unauthorized("send `Authorization: Bearer <token>` (http_config.authorization in Alertmanager)"));
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(unauthorized(
+            "send `Authorization: Bearer <token>` (http_config.authorization in Alertmanager)",
+        ));
     };
     let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
     let credential = credential.trim();
@@ -79,14 +91,21 @@ fn webhook_authorized(service: &IncidentService, headers: &HeaderMap) -> Result<
             .is_some_and(|t| same_secret(credential.as_bytes(), t.as_bytes()))
     } else if scheme.eq_ignore_ascii_case("basic") {
         use base64::Engine as _;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(credential).unwrap_or_default();
-        config.alertmanager_basic_auth.as_ref().is_some_and(|(u, p)| {
-            same_secret(&decoded, format!("{u}:{p}").as_bytes())
-        })
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credential)
+            .unwrap_or_default();
+        config
+            .alertmanager_basic_auth
+            .as_ref()
+            .is_some_and(|(u, p)| same_secret(&decoded, format!("{u}:{p}").as_bytes()))
     } else {
         false
     };
-    if ok { Ok(()) } else { Err(unauthorized("the webhook credential is not valid")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(unauthorized("the webhook credential is not valid"))
+    }
 }
 
 fn origin_of(extensions: &http::Extensions) -> Option<Origin> {
@@ -122,25 +141,46 @@ async fn webhook(State(service): State<IncidentService>, request: Request<Body>)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return fail(WebhookOutcome::TooLarge, Problem::payload_too_large(limit as u64));
+        return fail(
+            WebhookOutcome::TooLarge,
+            Problem::payload_too_large(limit as u64),
+        );
     }
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return fail(WebhookOutcome::TooLarge, Problem::payload_too_large(limit as u64));
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return fail(
+                WebhookOutcome::TooLarge,
+                Problem::payload_too_large(limit as u64),
+            );
         }
         Err(e) => {
-            return fail(WebhookOutcome::BadRequest, Problem::bad_request(format!("cannot read the body: {e}")));
+            return fail(
+                WebhookOutcome::BadRequest,
+                Problem::bad_request(format!("cannot read the body: {e}")),
+            );
         }
     };
     let payload = match WebhookPayload::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => return fail(WebhookOutcome::BadRequest, Problem::bad_request(e.to_string())),
+        Err(e) => {
+            return fail(
+                WebhookOutcome::BadRequest,
+                Problem::bad_request(e.to_string()),
+            );
+        }
     };
     let alerts = payload.alerts.len();
     match service.ingest(payload, origin_of(&parts.extensions)).await {
         Ok(changes) => {
-            let outcome = if changes.is_empty() { WebhookOutcome::Duplicate } else { WebhookOutcome::Accepted };
+            let outcome = if changes.is_empty() {
+                WebhookOutcome::Duplicate
+            } else {
+                WebhookOutcome::Accepted
+            };
             service.metrics().webhook(outcome);
             Json(serde_json::json!({
                 "status": outcome.as_str(),
@@ -155,7 +195,9 @@ async fn webhook(State(service): State<IncidentService>, request: Request<Body>)
             tracing::error!(error = %e, "webhook delivery not stored; answering 503 so Alertmanager retries");
             fail(
                 WebhookOutcome::Unavailable,
-                Problem::service_unavailable("the incident store is unavailable; the delivery was not stored, retry"),
+                Problem::service_unavailable(
+                    "the incident store is unavailable; the delivery was not stored, retry",
+                ),
             )
         }
     }
@@ -182,12 +224,17 @@ pub struct ListParams {
     limit: Option<usize>,
 }
 
-fn parse_time(name: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Problem> {
+fn parse_time(
+    name: &str,
+    v: &Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Problem> {
     v.as_deref()
         .map(|s| {
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| t.to_utc())
-                .map_err(|e| Problem::bad_request(format!("`{name}` must be an RFC 3339 time: {e}")))
+                .map_err(|e| {
+                    Problem::bad_request(format!("`{name}` must be an RFC 3339 time: {e}"))
+                })
         })
         .transpose()
 }
@@ -198,12 +245,21 @@ impl ListParams {
             status: self
                 .status
                 .as_deref()
-                .map(|s| IncidentStatus::parse(s).ok_or_else(|| Problem::bad_request("`status` must be triggered, acknowledged or resolved")))
+                .map(|s| {
+                    IncidentStatus::parse(s).ok_or_else(|| {
+                        Problem::bad_request("`status` must be triggered, acknowledged or resolved")
+                    })
+                })
                 .transpose()?,
             severity: self
                 .severity
                 .as_deref()
-                .map(|s| s.parse().map_err(|e: watchpost_core::severity::UnknownSeverity| Problem::bad_request(e.to_string())))
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: watchpost_core::severity::UnknownSeverity| {
+                            Problem::bad_request(e.to_string())
+                        })
+                })
                 .transpose()?,
             service: self.service.clone(),
             since: parse_time("since", &self.since)?,
@@ -211,7 +267,11 @@ impl ListParams {
             cursor: self
                 .cursor
                 .as_deref()
-                .map(|c| Cursor::decode(c).ok_or_else(|| Problem::bad_request("`cursor` is not a cursor this server issued")))
+                .map(|c| {
+                    Cursor::decode(c).ok_or_else(|| {
+                        Problem::bad_request("`cursor` is not a cursor this server issued")
+                    })
+                })
                 .transpose()?,
             limit: self.limit.unwrap_or(50).clamp(1, 500),
         })
@@ -240,7 +300,10 @@ fn store_problem(e: &IncidentError) -> Problem {
     responses((status = 200, description = "incidents, newest first, with `nextCursor`")),
     security(("api_key" = []))
 ))]
-async fn list_incidents(State(service): State<IncidentService>, request: Request<Body>) -> Response {
+async fn list_incidents(
+    State(service): State<IncidentService>,
+    request: Request<Body>,
+) -> Response {
     let (parts, _) = request.into_parts();
     if let Err(p) = authorize(&parts.extensions, Access::AnyKey) {
         return problem_response(p, &parts.extensions);
@@ -265,14 +328,21 @@ async fn list_incidents(State(service): State<IncidentService>, request: Request
     responses((status = 200, body = crate::model::Incident), (status = 404, content_type = "application/problem+json")),
     security(("api_key" = []))
 ))]
-async fn get_incident(State(service): State<IncidentService>, Path(id): Path<String>, request: Request<Body>) -> Response {
+async fn get_incident(
+    State(service): State<IncidentService>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Response {
     let (parts, _) = request.into_parts();
     if let Err(p) = authorize(&parts.extensions, Access::AnyKey) {
         return problem_response(p, &parts.extensions);
     }
     match service.store().get(id.clone()).await {
         Ok(Some(i)) => Json(i).into_response(),
-        Ok(None) => problem_response(store_problem(&IncidentError::NotFound(id)), &parts.extensions),
+        Ok(None) => problem_response(
+            store_problem(&IncidentError::NotFound(id)),
+            &parts.extensions,
+        ),
         Err(e) => problem_response(store_problem(&e), &parts.extensions),
     }
 }
@@ -283,11 +353,19 @@ async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Prob
         .await
         .map_err(|_| Problem::payload_too_large(64 * 1024))?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Runs an API mutation: authorization, the change, the response and the mutation hook.
-async fn mutate<F, Fut>(service: &IncidentService, action: &'static str, id: Option<String>, request: Request<Body>, created: bool, f: F) -> Response
+async fn mutate<F, Fut>(
+    service: &IncidentService,
+    action: &'static str,
+    id: Option<String>,
+    request: Request<Body>,
+    created: bool,
+    f: F,
+) -> Response
 where
     F: FnOnce(Actor, Option<Origin>, Body) -> Fut,
     Fut: std::future::Future<Output = Result<crate::model::Incident, Problem>>,
@@ -300,8 +378,16 @@ where
     let result = f(Actor::key(&principal), origin_of(&parts.extensions), body).await;
     let (status, incident_id, response) = match result {
         Ok(incident) => {
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            (status, Some(incident.id.clone()), (status, Json(incident)).into_response())
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (
+                status,
+                Some(incident.id.clone()),
+                (status, Json(incident)).into_response(),
+            )
         }
         Err(p) => (p.status(), id, problem_response(p, &parts.extensions)),
     };
@@ -320,34 +406,64 @@ where
     responses((status = 201, body = crate::model::Incident), (status = 400, content_type = "application/problem+json")),
     security(("api_key" = []))
 ))]
-async fn create_incident(State(service): State<IncidentService>, request: Request<Body>) -> Response {
+async fn create_incident(
+    State(service): State<IncidentService>,
+    request: Request<Body>,
+) -> Response {
     let s = service.clone();
-    mutate(&service, "incident.create", None, request, true, |actor, origin, body| async move {
-        let new: NewIncident = read_json(body).await?;
-        if new.title.trim().is_empty() {
-            return Err(Problem::bad_request("`title` must not be empty"));
-        }
-        s.create(new, actor, origin).await.map_err(|e| store_problem(&e))
-    })
+    mutate(
+        &service,
+        "incident.create",
+        None,
+        request,
+        true,
+        |actor, origin, body| async move {
+            let new: NewIncident = read_json(body).await?;
+            if new.title.trim().is_empty() {
+                return Err(Problem::bad_request("`title` must not be empty"));
+            }
+            s.create(new, actor, origin)
+                .await
+                .map_err(|e| store_problem(&e))
+        },
+    )
     .await
 }
 
-async fn op(service: IncidentService, action: &'static str, id: String, request: Request<Body>, op: Option<IncidentOp>) -> Response {
+async fn op(
+    service: IncidentService,
+    action: &'static str,
+    id: String,
+    request: Request<Body>,
+    op: Option<IncidentOp>,
+) -> Response {
     let s = service.clone();
     let target = id.clone();
-    mutate(&service, action, Some(id), request, false, |actor, origin, body| async move {
-        let op = match op {
-            Some(op) => op,
-            None => {
-                let update: UpdateBody = read_json(body).await?;
-                if update.note.trim().is_empty() {
-                    return Err(Problem::bad_request("`note` must not be empty"));
+    mutate(
+        &service,
+        action,
+        Some(id),
+        request,
+        false,
+        |actor, origin, body| async move {
+            let op = match op {
+                Some(op) => op,
+                None => {
+                    let update: UpdateBody = read_json(body).await?;
+                    if update.note.trim().is_empty() {
+                        return Err(Problem::bad_request("`note` must not be empty"));
+                    }
+                    IncidentOp::Update {
+                        status: update.status,
+                        note: update.note,
+                    }
                 }
-                IncidentOp::Update { status: update.status, note: update.note }
-            }
-        };
-        s.apply(&target, op, actor, origin).await.map_err(|e| store_problem(&e))
-    })
+            };
+            s.apply(&target, op, actor, origin)
+                .await
+                .map_err(|e| store_problem(&e))
+        },
+    )
     .await
 }
 
@@ -357,8 +473,19 @@ async fn op(service: IncidentService, action: &'static str, id: String, request:
     responses((status = 200, body = crate::model::Incident), (status = 404), (status = 409)),
     security(("api_key" = []))
 ))]
-async fn acknowledge(State(service): State<IncidentService>, Path(id): Path<String>, request: Request<Body>) -> Response {
-    op(service, "incident.acknowledge", id, request, Some(IncidentOp::Acknowledge)).await
+async fn acknowledge(
+    State(service): State<IncidentService>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    op(
+        service,
+        "incident.acknowledge",
+        id,
+        request,
+        Some(IncidentOp::Acknowledge),
+    )
+    .await
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(
@@ -367,8 +494,19 @@ async fn acknowledge(State(service): State<IncidentService>, Path(id): Path<Stri
     responses((status = 200, body = crate::model::Incident), (status = 404)),
     security(("api_key" = []))
 ))]
-async fn resolve(State(service): State<IncidentService>, Path(id): Path<String>, request: Request<Body>) -> Response {
-    op(service, "incident.resolve", id, request, Some(IncidentOp::Resolve)).await
+async fn resolve(
+    State(service): State<IncidentService>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    op(
+        service,
+        "incident.resolve",
+        id,
+        request,
+        Some(IncidentOp::Resolve),
+    )
+    .await
 }
 
 /// Body of `POST /incidents/{id}/updates`.
@@ -388,7 +526,11 @@ pub struct UpdateBody {
     responses((status = 200, body = crate::model::Incident), (status = 400), (status = 404)),
     security(("api_key" = []))
 ))]
-async fn post_update(State(service): State<IncidentService>, Path(id): Path<String>, request: Request<Body>) -> Response {
+async fn post_update(
+    State(service): State<IncidentService>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Response {
     op(service, "incident.update", id, request, None).await
 }
 

@@ -80,7 +80,11 @@ impl Default for IncidentMetrics {
 impl IncidentMetrics {
     /// Registers every metric into `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("watchpost_incidents_open", "Open incidents by severity", self.open.clone());
+        registry.register(
+            "watchpost_incidents_open",
+            "Open incidents by severity",
+            self.open.clone(),
+        );
         registry.register(
             "watchpost_incident_time_to_acknowledge_seconds",
             "Seconds from incident start to acknowledgement",
@@ -109,7 +113,9 @@ impl IncidentMetrics {
     }
 
     pub(crate) fn webhook(&self, outcome: WebhookOutcome) {
-        self.webhook.get_or_create(&vec![("outcome", outcome.as_str())]).inc();
+        self.webhook
+            .get_or_create(&vec![("outcome", outcome.as_str())])
+            .inc();
     }
 
     pub(crate) fn transitions(&self, transitions: &[Transition]) {
@@ -124,7 +130,11 @@ impl IncidentMetrics {
 
     pub(crate) fn set_open(&self, counts: &[(Severity, u64)]) {
         for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
-            let n = counts.iter().find(|(s, _)| *s == severity).map(|(_, n)| *n).unwrap_or(0);
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == severity)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
             self.open
                 .get_or_create(&vec![("severity", severity.as_str())])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -133,6 +143,8 @@ impl IncidentMetrics {
 
     pub(crate) fn notification(&self, channel: Channel, delivered: bool) {
         let family = if delivered { &self.sent } else { &self.failed };
-        family.get_or_create(&vec![("channel", channel.as_str())]).inc();
+        family
+            .get_or_create(&vec![("channel", channel.as_str())])
+            .inc();
     }
 }

@@ -318,7 +318,9 @@ impl Incident {
 
     /// The alert with this fingerprint.
     pub fn alert_mut(&mut self, fingerprint: &str) -> Option<&mut AlertRecord> {
-        self.alerts.iter_mut().find(|a| a.fingerprint == fingerprint)
+        self.alerts
+            .iter_mut()
+            .find(|a| a.fingerprint == fingerprint)
     }
 
     pub(crate) fn push(&mut self, at: DateTime<Utc>, actor: Actor, event: TimelineEvent) {

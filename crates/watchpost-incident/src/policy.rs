@@ -190,7 +190,11 @@ impl IncidentPolicy {
     }
 
     /// The maintenance window muting an alert with `labels` at `at`, if any.
-    pub fn muting_window(&self, labels: &LabelSet, at: DateTime<Utc>) -> Option<&MaintenanceWindow> {
+    pub fn muting_window(
+        &self,
+        labels: &LabelSet,
+        at: DateTime<Utc>,
+    ) -> Option<&MaintenanceWindow> {
         self.maintenance.iter().find(|w| w.covers(labels, at))
     }
 }
@@ -215,7 +219,13 @@ mod tests {
         assert!(!w.covers(&labels, t0 + chrono::Duration::minutes(10)));
         labels.insert("service".into(), "db".into());
         assert!(!w.covers(&labels, t0));
-        assert!(LabelMatcher { negate: true, ..LabelMatcher::eq("service", "api") }.matches(&labels));
+        assert!(
+            LabelMatcher {
+                negate: true,
+                ..LabelMatcher::eq("service", "api")
+            }
+            .matches(&labels)
+        );
     }
 
     #[test]

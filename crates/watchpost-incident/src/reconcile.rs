@@ -60,18 +60,32 @@ impl Reconciler {
 
     /// One reconciliation round.
     pub async fn reconcile_once(&self) -> Result<ReconcileReport, crate::IncidentError> {
-        let url = format!("{}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=false", self.base_url);
+        let url = format!(
+            "{}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=false",
+            self.base_url
+        );
         let unavailable = |e: &dyn std::fmt::Display| {
-            crate::IncidentError::Unavailable(format!("cannot read alerts from Alertmanager at {url}: {e}; check the reconciliation URL"))
+            crate::IncidentError::Unavailable(format!(
+                "cannot read alerts from Alertmanager at {url}: {e}; check the reconciliation URL"
+            ))
         };
-        let response = self.client.get(&url).send().await.map_err(|e| unavailable(&e))?;
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
         if !response.status().is_success() {
             return Err(unavailable(&response.status()));
         }
         let active: Vec<GettableAlert> = response.json().await.map_err(|e| unavailable(&e))?;
         let active: Vec<GettableAlert> = active
             .into_iter()
-            .filter(|a| a.status.as_ref().is_none_or(|s| s.state == "active" || s.state == "suppressed"))
+            .filter(|a| {
+                a.status
+                    .as_ref()
+                    .is_none_or(|s| s.state == "active" || s.state == "suppressed")
+            })
             .collect();
         let known: Vec<_> = self.service.store().firing_alerts().await?;
         let known_fps: HashSet<&str> = known.iter().map(|a| a.fingerprint.as_str()).collect();
@@ -79,7 +93,10 @@ impl Reconciler {
         let now = self.service.now();
         let mut alerts = Vec::new();
         let mut report = ReconcileReport::default();
-        for a in known.iter().filter(|a| !active_fps.contains(a.fingerprint.as_str())) {
+        for a in known
+            .iter()
+            .filter(|a| !active_fps.contains(a.fingerprint.as_str()))
+        {
             report.resolved += 1;
             alerts.push(Alert {
                 status: AlertStatus::Resolved,
@@ -91,7 +108,10 @@ impl Reconciler {
                 fingerprint: Some(a.fingerprint.clone()),
             });
         }
-        for a in active.iter().filter(|a| !known_fps.contains(a.fingerprint.as_str())) {
+        for a in active
+            .iter()
+            .filter(|a| !known_fps.contains(a.fingerprint.as_str()))
+        {
             report.fired += 1;
             alerts.push(Alert {
                 status: AlertStatus::Firing,
@@ -127,7 +147,11 @@ impl Reconciler {
             loop {
                 match self.reconcile_once().await {
                     Ok(r) if r != ReconcileReport::default() => {
-                        tracing::info!(resolved = r.resolved, fired = r.fired, "reconciled alerts with Alertmanager");
+                        tracing::info!(
+                            resolved = r.resolved,
+                            fired = r.fired,
+                            "reconciled alerts with Alertmanager"
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "alert reconciliation failed"),

@@ -56,8 +56,17 @@ impl fmt::Debug for IncidentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secrets.
         f.debug_struct("IncidentConfig")
-            .field("alertmanager_token", &self.alertmanager_token.as_ref().map(|_| "<redacted>"))
-            .field("alertmanager_basic_auth", &self.alertmanager_basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")))
+            .field(
+                "alertmanager_token",
+                &self.alertmanager_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "alertmanager_basic_auth",
+                &self
+                    .alertmanager_basic_auth
+                    .as_ref()
+                    .map(|(u, _)| (u, "<redacted>")),
+            )
             .field("policy", &self.policy)
             .field("public_url", &self.public_url)
             .field("status_page_name", &self.status_page_name)
@@ -120,7 +129,9 @@ pub struct IncidentServiceBuilder {
 
 impl fmt::Debug for IncidentServiceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IncidentServiceBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("IncidentServiceBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,7 +235,11 @@ impl IncidentService {
     }
 
     /// Applies a webhook delivery durably; returns what changed (empty for a duplicate).
-    pub async fn ingest(&self, payload: WebhookPayload, origin: Option<Origin>) -> Result<Changes, IncidentError> {
+    pub async fn ingest(
+        &self,
+        payload: WebhookPayload,
+        origin: Option<Origin>,
+    ) -> Result<Changes, IncidentError> {
         let changes = self
             .inner
             .store
@@ -235,14 +250,29 @@ impl IncidentService {
     }
 
     /// Opens a manual incident.
-    pub async fn create(&self, new: NewIncident, actor: Actor, origin: Option<Origin>) -> Result<Incident, IncidentError> {
-        let (incident, changes) = self.inner.store.create(new, actor, self.context(origin)).await?;
+    pub async fn create(
+        &self,
+        new: NewIncident,
+        actor: Actor,
+        origin: Option<Origin>,
+    ) -> Result<Incident, IncidentError> {
+        let (incident, changes) = self
+            .inner
+            .store
+            .create(new, actor, self.context(origin))
+            .await?;
         self.after(&changes).await;
         Ok(incident)
     }
 
     /// Acknowledges, resolves or updates an incident.
-    pub async fn apply(&self, id: &str, op: IncidentOp, actor: Actor, origin: Option<Origin>) -> Result<Incident, IncidentError> {
+    pub async fn apply(
+        &self,
+        id: &str,
+        op: IncidentOp,
+        actor: Actor,
+        origin: Option<Origin>,
+    ) -> Result<Incident, IncidentError> {
         let (incident, changes) = self
             .inner
             .store

@@ -69,7 +69,11 @@ impl StatusData {
         match worst {
             Some(Severity::Critical) => ("critical", "Major System Outage"),
             Some(Severity::Warning) => ("minor", "Minor Service Outage"),
-            _ if self.components.values().any(|c| *c == ComponentStatus::UnderMaintenance) => {
+            _ if self
+                .components
+                .values()
+                .any(|c| *c == ComponentStatus::UnderMaintenance) =>
+            {
                 ("maintenance", "Service Under Maintenance")
             }
             _ => ("none", "All Systems Operational"),
@@ -85,20 +89,30 @@ pub async fn load(service: &IncidentService) -> Result<StatusData, crate::Incide
     for status in [IncidentStatus::Triggered, IncidentStatus::Acknowledged] {
         open.extend(
             store
-                .list(IncidentQuery { status: Some(status), limit: 500, ..IncidentQuery::default() })
+                .list(IncidentQuery {
+                    status: Some(status),
+                    limit: 500,
+                    ..IncidentQuery::default()
+                })
                 .await?
                 .items,
         );
     }
-    open.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    open.sort_by_key(|i| std::cmp::Reverse(i.started_at));
     let history = store
-        .list(IncidentQuery { since: Some(now - Duration::days(HISTORY_DAYS)), limit: 500, ..IncidentQuery::default() })
+        .list(IncidentQuery {
+            since: Some(now - Duration::days(HISTORY_DAYS)),
+            limit: 500,
+            ..IncidentQuery::default()
+        })
         .await?
         .items;
     let mut components: BTreeMap<String, ComponentStatus> = BTreeMap::new();
     for i in history.iter().chain(open.iter()) {
         if let Some(s) = &i.service {
-            components.entry(s.clone()).or_insert(ComponentStatus::Operational);
+            components
+                .entry(s.clone())
+                .or_insert(ComponentStatus::Operational);
         }
     }
     let maintenance: Vec<_> = service
@@ -111,7 +125,9 @@ pub async fn load(service: &IncidentService) -> Result<StatusData, crate::Incide
         .collect();
     for w in maintenance.iter().filter(|w| w.active_at(now)) {
         if let Some(s) = &w.service {
-            let e = components.entry(s.clone()).or_insert(ComponentStatus::Operational);
+            let e = components
+                .entry(s.clone())
+                .or_insert(ComponentStatus::Operational);
             *e = (*e).max(ComponentStatus::UnderMaintenance);
         }
     }
@@ -122,18 +138,28 @@ pub async fn load(service: &IncidentService) -> Result<StatusData, crate::Incide
                 Severity::Warning => ComponentStatus::DegradedPerformance,
                 Severity::Info => ComponentStatus::Operational,
             };
-            let e = components.entry(s.clone()).or_insert(ComponentStatus::Operational);
+            let e = components
+                .entry(s.clone())
+                .or_insert(ComponentStatus::Operational);
             *e = (*e).max(state);
         }
     }
-    Ok(StatusData { now, open, history, components, maintenance })
+    Ok(StatusData {
+        now,
+        open,
+        history,
+        components,
+        maintenance,
+    })
 }
 
 fn statuspage_status(i: &Incident) -> &'static str {
     if i.status == IncidentStatus::Resolved {
         return "resolved";
     }
-    i.latest_update().map(|(_, s, _)| s.as_str()).unwrap_or("investigating")
+    i.latest_update()
+        .map(|(_, s, _)| s.as_str())
+        .unwrap_or("investigating")
 }
 
 fn impact(s: Severity) -> &'static str {
@@ -145,7 +171,14 @@ fn impact(s: Severity) -> &'static str {
 }
 
 fn component_id(name: &str) -> String {
-    format!("c-{}", crate::alertmanager::fingerprint(&[("service".to_owned(), name.to_owned())].into_iter().collect()))
+    format!(
+        "c-{}",
+        crate::alertmanager::fingerprint(
+            &[("service".to_owned(), name.to_owned())]
+                .into_iter()
+                .collect()
+        )
+    )
 }
 
 fn summary(data: &StatusData, service: &IncidentService) -> serde_json::Value {
@@ -225,7 +258,10 @@ fn summary(data: &StatusData, service: &IncidentService) -> serde_json::Value {
     get, path = "/status/summary.json", tag = "incidents",
     responses((status = 200, description = "Statuspage-compatible summary"))
 ))]
-pub(crate) async fn summary_json(State(service): State<IncidentService>, request: axum::extract::Request) -> Response {
+pub(crate) async fn summary_json(
+    State(service): State<IncidentService>,
+    request: axum::extract::Request,
+) -> Response {
     match load(&service).await {
         Ok(data) => (
             [(header::CACHE_CONTROL, "public, max-age=15")],
@@ -234,7 +270,10 @@ pub(crate) async fn summary_json(State(service): State<IncidentService>, request
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "status summary unavailable");
-            crate::http::problem_response(Problem::service_unavailable("status is unavailable; retry"), request.extensions())
+            crate::http::problem_response(
+                Problem::service_unavailable("status is unavailable; retry"),
+                request.extensions(),
+            )
         }
     }
 }
@@ -288,7 +327,10 @@ pub fn render_html(data: &StatusData, title: &str, refresh_seconds: u32) -> Stri
     } else {
         h.push_str("<table><caption class=\"visually-hidden\">Component status</caption><thead><tr><th scope=\"col\">Component</th><th scope=\"col\">Status</th></tr></thead><tbody>");
         for (name, status) in &data.components {
-            let code = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let code = serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let _ = write!(
                 h,
                 "<tr data-component=\"{n}\"><th scope=\"row\">{n}</th><td class=\"st-{code}\" data-status=\"{code}\">{}</td></tr>",
@@ -312,7 +354,11 @@ pub fn render_html(data: &StatusData, title: &str, refresh_seconds: u32) -> Stri
             status = statuspage_status(i),
             sev = i.severity,
             prio = i.priority,
-            svc = i.service.as_ref().map(|s| format!(" · {}", escape(s))).unwrap_or_default(),
+            svc = i
+                .service
+                .as_ref()
+                .map(|s| format!(" · {}", escape(s)))
+                .unwrap_or_default(),
             start = i.started_at.to_rfc3339(),
             start_h = i.started_at.format("%Y-%m-%d %H:%M UTC"),
         );
@@ -350,7 +396,10 @@ pub fn render_html(data: &StatusData, title: &str, refresh_seconds: u32) -> Stri
         let e = worst.entry(d).or_insert(i.severity);
         *e = (*e).max(i.severity);
     }
-    let _ = write!(h, "<section aria-labelledby=\"hist\"><h2 id=\"hist\">Past {HISTORY_DAYS} days</h2><ul class=\"days\" aria-hidden=\"true\">");
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"hist\"><h2 id=\"hist\">Past {HISTORY_DAYS} days</h2><ul class=\"days\" aria-hidden=\"true\">"
+    );
     for back in (0..HISTORY_DAYS).rev() {
         let d = today - Duration::days(back);
         let (class, what) = match worst.get(&d) {
@@ -397,7 +446,10 @@ pub fn render_html(data: &StatusData, title: &str, refresh_seconds: u32) -> Stri
     get, path = "/status", tag = "incidents",
     responses((status = 200, description = "status page", content_type = "text/html"))
 ))]
-pub(crate) async fn status_html(State(service): State<IncidentService>, request: axum::extract::Request) -> Response {
+pub(crate) async fn status_html(
+    State(service): State<IncidentService>,
+    request: axum::extract::Request,
+) -> Response {
     match load(&service).await {
         Ok(data) => {
             let config = service.config();
@@ -413,7 +465,10 @@ pub(crate) async fn status_html(State(service): State<IncidentService>, request:
         }
         Err(e) => {
             tracing::error!(error = %e, "status page unavailable");
-            crate::http::problem_response(Problem::service_unavailable("status is unavailable; retry"), request.extensions())
+            crate::http::problem_response(
+                Problem::service_unavailable("status is unavailable; retry"),
+                request.extensions(),
+            )
         }
     }
 }

@@ -133,20 +133,39 @@ impl OutboxWorker {
     async fn deliver(&self, entry: OutboxEntry) -> Result<(), crate::IncidentError> {
         let channel = entry.notification.channel;
         let result = match self.notifiers.get(&channel) {
-            None => DeliveryResult::Failed { error: format!("no notifier is configured for channel {}", channel.as_str()) },
+            None => DeliveryResult::Failed {
+                error: format!("no notifier is configured for channel {}", channel.as_str()),
+            },
             Some(notifier) => {
                 self.wait_slot(channel).await;
-                let headers = self.header_hook.as_ref().map(|h| h(&entry.notification)).unwrap_or_default();
+                let headers = self
+                    .header_hook
+                    .as_ref()
+                    .map(|h| h(&entry.notification))
+                    .unwrap_or_default();
                 match notifier.send(&entry.notification, headers).await {
                     Ok(()) => DeliveryResult::Delivered,
                     Err(NotifyError::Permanent(error)) => DeliveryResult::Failed { error },
-                    Err(NotifyError::Retryable { reason, .. }) if entry.attempts >= self.config.max_attempts => {
-                        DeliveryResult::Failed { error: format!("gave up after {} attempts: {reason}", entry.attempts) }
+                    Err(NotifyError::Retryable { reason, .. })
+                        if entry.attempts >= self.config.max_attempts =>
+                    {
+                        DeliveryResult::Failed {
+                            error: format!("gave up after {} attempts: {reason}", entry.attempts),
+                        }
                     }
-                    Err(NotifyError::Retryable { reason, retry_after }) => {
-                        let delay = backoff(entry.attempts, self.config.backoff_base, self.config.backoff_max)
-                            .max(retry_after.unwrap_or_default().min(self.config.backoff_max));
-                        let at = self.service.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+                    Err(NotifyError::Retryable {
+                        reason,
+                        retry_after,
+                    }) => {
+                        let delay = backoff(
+                            entry.attempts,
+                            self.config.backoff_base,
+                            self.config.backoff_max,
+                        )
+                        .max(retry_after.unwrap_or_default().min(self.config.backoff_max));
+                        let at = self.service.now()
+                            + chrono::Duration::from_std(delay)
+                                .unwrap_or(chrono::Duration::seconds(60));
                         DeliveryResult::Retry { at, error: reason }
                     }
                 }
@@ -165,7 +184,10 @@ impl OutboxWorker {
                 tracing::info!(channel = channel.as_str(), incident = %entry.notification.incident.id, %error, retry_at = %at, "notification will be retried");
             }
         }
-        self.service.store().complete_outbox(entry, result, self.service.now()).await
+        self.service
+            .store()
+            .complete_outbox(entry, result, self.service.now())
+            .await
     }
 
     /// Claims and delivers one batch; returns how many entries were attempted.
@@ -178,7 +200,10 @@ impl OutboxWorker {
         let n = entries.len();
         let mut by_channel: HashMap<Channel, Vec<OutboxEntry>> = HashMap::new();
         for e in entries {
-            by_channel.entry(e.notification.channel).or_default().push(e);
+            by_channel
+                .entry(e.notification.channel)
+                .or_default()
+                .push(e);
         }
         // Channels in parallel, each in order, so a slow destination does not hold up the others.
         let runs = by_channel.into_values().map(|entries| async move {

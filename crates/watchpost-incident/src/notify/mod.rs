@@ -50,7 +50,11 @@ pub trait Notifier: Send + Sync + Debug + 'static {
     fn channel(&self) -> Channel;
 
     /// Sends one notification; `headers` come from the [`HeaderHook`].
-    fn send<'a>(&'a self, notification: &'a Notification, headers: http::HeaderMap) -> BoxFuture<'a, Result<(), NotifyError>>;
+    fn send<'a>(
+        &'a self,
+        notification: &'a Notification,
+        headers: http::HeaderMap,
+    ) -> BoxFuture<'a, Result<(), NotifyError>>;
 }
 
 /// The link to an incident, when a public URL is configured.
@@ -66,7 +70,10 @@ pub(crate) async fn post_json(
     mut headers: http::HeaderMap,
     notification: &Notification,
 ) -> Result<(), NotifyError> {
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&notification.id) {
         headers.insert("idempotency-key", v);
     }
@@ -76,12 +83,18 @@ pub(crate) async fn post_json(
         .body(body)
         .send()
         .await
-        .map_err(|e| NotifyError::Retryable { reason: format!("request failed: {e}"), retry_after: None })?;
+        .map_err(|e| NotifyError::Retryable {
+            reason: format!("request failed: {e}"),
+            retry_after: None,
+        })?;
     classify(response.status(), response.headers())
 }
 
 /// 2xx: delivered; 429 and 5xx: retry (honouring `Retry-After` seconds); other 4xx: give up.
-pub(crate) fn classify(status: reqwest::StatusCode, headers: &http::HeaderMap) -> Result<(), NotifyError> {
+pub(crate) fn classify(
+    status: reqwest::StatusCode,
+    headers: &http::HeaderMap,
+) -> Result<(), NotifyError> {
     if status.is_success() {
         return Ok(());
     }
@@ -91,9 +104,14 @@ pub(crate) fn classify(status: reqwest::StatusCode, headers: &http::HeaderMap) -
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        Err(NotifyError::Retryable { reason: format!("receiver answered {status}"), retry_after })
+        Err(NotifyError::Retryable {
+            reason: format!("receiver answered {status}"),
+            retry_after,
+        })
     } else {
-        Err(NotifyError::Permanent(format!("receiver answered {status}")))
+        Err(NotifyError::Permanent(format!(
+            "receiver answered {status}"
+        )))
     }
 }
 
@@ -115,5 +133,9 @@ pub(crate) fn headline(n: &Notification) -> String {
         crate::outbox::NotificationKind::Update => "Update",
         crate::outbox::NotificationKind::Resolve => "Resolved",
     };
-    format!("[{}] {what}: {}", n.incident.severity.as_str().to_uppercase(), n.incident.title)
+    format!(
+        "[{}] {what}: {}",
+        n.incident.severity.as_str().to_uppercase(),
+        n.incident.title
+    )
 }

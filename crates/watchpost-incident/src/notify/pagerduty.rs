@@ -22,7 +22,12 @@ pub struct PagerDutyNotifier {
 impl PagerDutyNotifier {
     /// A notifier for `routing_key` posting to the public Events API.
     pub fn new(routing_key: impl Into<String>, public_url: Option<String>) -> Self {
-        Self { routing_key: routing_key.into(), url: EVENTS_URL.to_owned(), public_url, client: http_client() }
+        Self {
+            routing_key: routing_key.into(),
+            url: EVENTS_URL.to_owned(),
+            public_url,
+            client: http_client(),
+        }
     }
 
     /// Posts to `url` instead (tests, proxies).
@@ -87,12 +92,17 @@ impl Notifier for PagerDutyNotifier {
         Channel::PagerDuty
     }
 
-    fn send<'a>(&'a self, n: &'a Notification, headers: http::HeaderMap) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn send<'a>(
+        &'a self,
+        n: &'a Notification,
+        headers: http::HeaderMap,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             let Some(event) = self.event(n) else {
                 return Ok(());
             };
-            let body = serde_json::to_vec(&event).map_err(|e| NotifyError::Permanent(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&event).map_err(|e| NotifyError::Permanent(e.to_string()))?;
             post_json(&self.client, &self.url, body, headers, n).await
         })
     }

@@ -18,7 +18,11 @@ pub struct SlackNotifier {
 impl SlackNotifier {
     /// A notifier posting to `webhook_url`; links point under `public_url` when set.
     pub fn new(webhook_url: impl Into<String>, public_url: Option<String>) -> Self {
-        Self { url: webhook_url.into(), public_url, client: http_client() }
+        Self {
+            url: webhook_url.into(),
+            public_url,
+            client: http_client(),
+        }
     }
 
     /// The Block Kit message for `n`.
@@ -35,10 +39,15 @@ impl SlackNotifier {
             json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&headline(n), 150)}}),
             json!({"type": "section", "fields": fields}),
         ];
-        if let Some((_, status, note)) = i.latest_update().filter(|_| n.kind == crate::outbox::NotificationKind::Update) {
+        if let Some((_, status, note)) = i
+            .latest_update()
+            .filter(|_| n.kind == crate::outbox::NotificationKind::Update)
+        {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*: {}", status.as_str(), truncate(note, 2900))}}));
         } else if let Some(d) = &i.description {
-            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(d, 2900)}}));
+            blocks.push(
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(d, 2900)}}),
+            );
         }
         let mut buttons = Vec::new();
         if let Some(url) = incident_url(self.public_url.as_deref(), i) {
@@ -69,9 +78,14 @@ impl Notifier for SlackNotifier {
         Channel::Slack
     }
 
-    fn send<'a>(&'a self, n: &'a Notification, headers: http::HeaderMap) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn send<'a>(
+        &'a self,
+        n: &'a Notification,
+        headers: http::HeaderMap,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(&self.message(n)).map_err(|e| NotifyError::Permanent(e.to_string()))?;
+            let body = serde_json::to_vec(&self.message(n))
+                .map_err(|e| NotifyError::Permanent(e.to_string()))?;
             post_json(&self.client, &self.url, body, headers, n).await
         })
     }

@@ -19,29 +19,48 @@ pub struct SmtpNotifier {
 
 impl std::fmt::Debug for SmtpNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpNotifier").field("from", &self.from).field("to", &self.to).finish_non_exhaustive()
+        f.debug_struct("SmtpNotifier")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
     }
 }
 
 impl SmtpNotifier {
     /// A notifier for an SMTP URL such as `smtp://host:25` or `smtps://user:pass@host:465`.
-    pub fn new(url: &str, from: &str, to: &[String], public_url: Option<String>) -> Result<Self, crate::IncidentError> {
+    pub fn new(
+        url: &str,
+        from: &str,
+        to: &[String],
+        public_url: Option<String>,
+    ) -> Result<Self, crate::IncidentError> {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
-            crate::IncidentError::Config(format!("{what}: {e}; check WATCHPOST_SMTP_URL and the email addresses"))
+            crate::IncidentError::Config(format!(
+                "{what}: {e}; check WATCHPOST_SMTP_URL and the email addresses"
+            ))
         };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| bad("invalid SMTP URL", &e))?
             .timeout(Some(std::time::Duration::from_secs(10)))
             .build();
-        let from = from.parse().map_err(|e| bad("invalid sender address", &e))?;
+        let from = from
+            .parse()
+            .map_err(|e| bad("invalid sender address", &e))?;
         let to = to
             .iter()
             .map(|a| a.parse().map_err(|e| bad("invalid recipient address", &e)))
             .collect::<Result<Vec<_>, _>>()?;
         if to.is_empty() {
-            return Err(crate::IncidentError::Config("email notifications need at least one recipient".into()));
+            return Err(crate::IncidentError::Config(
+                "email notifications need at least one recipient".into(),
+            ));
         }
-        Ok(Self { transport, from, to, public_url })
+        Ok(Self {
+            transport,
+            from,
+            to,
+            public_url,
+        })
     }
 
     /// The message body for `n`.
@@ -77,7 +96,11 @@ impl Notifier for SmtpNotifier {
         Channel::Email
     }
 
-    fn send<'a>(&'a self, n: &'a Notification, _headers: http::HeaderMap) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn send<'a>(
+        &'a self,
+        n: &'a Notification,
+        _headers: http::HeaderMap,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             let mut builder = Message::builder()
                 .from(self.from.clone())
@@ -87,11 +110,16 @@ impl Notifier for SmtpNotifier {
             for to in &self.to {
                 builder = builder.to(to.clone());
             }
-            let message = builder.body(self.body(n)).map_err(|e| NotifyError::Permanent(e.to_string()))?;
+            let message = builder
+                .body(self.body(n))
+                .map_err(|e| NotifyError::Permanent(e.to_string()))?;
             match self.transport.send(message).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(NotifyError::Permanent(e.to_string())),
-                Err(e) => Err(NotifyError::Retryable { reason: e.to_string(), retry_after: None }),
+                Err(e) => Err(NotifyError::Retryable {
+                    reason: e.to_string(),
+                    retry_after: None,
+                }),
             }
         })
     }

@@ -31,14 +31,20 @@ pub struct WebhookNotifier {
 
 impl std::fmt::Debug for WebhookNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookNotifier").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("WebhookNotifier")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
 impl WebhookNotifier {
     /// A notifier posting to `url`, signing with `secret`.
     pub fn new(url: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        Self { url: url.into(), secret: secret.into(), client: http_client() }
+        Self {
+            url: url.into(),
+            secret: secret.into(),
+            client: http_client(),
+        }
     }
 }
 
@@ -47,7 +53,11 @@ impl Notifier for WebhookNotifier {
         Channel::Webhook
     }
 
-    fn send<'a>(&'a self, n: &'a Notification, mut headers: http::HeaderMap) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn send<'a>(
+        &'a self,
+        n: &'a Notification,
+        mut headers: http::HeaderMap,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             let body = serde_json::to_vec(n).map_err(|e| NotifyError::Permanent(e.to_string()))?;
             if let Ok(v) = http::HeaderValue::from_str(&sign(&self.secret, &body)) {

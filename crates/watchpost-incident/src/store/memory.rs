@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use watchpost_core::Severity;
 
-use super::{BoxFuture, IncidentPage, IncidentQuery, IncidentStore, lease_until, matches, page_from};
+use super::{
+    BoxFuture, IncidentPage, IncidentQuery, IncidentStore, lease_until, matches, page_from,
+};
 use crate::alertmanager::{AlertStatus, EventKey, WebhookPayload};
 use crate::engine::{self, ApplyContext, Changes, IncidentOp, NewIncident, Snapshot};
 use crate::error::IncidentError;
@@ -32,7 +34,8 @@ impl State {
                 .get(&incident.key)
                 .is_none_or(|id| id.as_str() <= incident.id.as_str());
             if newer {
-                self.latest_by_key.insert(incident.key.clone(), incident.id.clone());
+                self.latest_by_key
+                    .insert(incident.key.clone(), incident.id.clone());
             }
             self.incidents.insert(incident.id.clone(), incident.clone());
         }
@@ -81,7 +84,11 @@ impl IncidentStore for MemoryStore {
             let (keys, fingerprints, events) = engine::touched(&payload, &ctx.policy);
             let mut snapshot = Snapshot::default();
             for key in keys {
-                if let Some(i) = state.latest_by_key.get(&key).and_then(|id| state.incidents.get(id)) {
+                if let Some(i) = state
+                    .latest_by_key
+                    .get(&key)
+                    .and_then(|id| state.incidents.get(id))
+                {
                     snapshot.incidents.insert(key, i.clone());
                 }
             }
@@ -90,7 +97,10 @@ impl IncidentStore for MemoryStore {
                     snapshot.alerts.insert(fp, a.clone());
                 }
             }
-            snapshot.seen = events.into_iter().filter(|e| state.events.contains(e)).collect();
+            snapshot.seen = events
+                .into_iter()
+                .filter(|e| state.events.contains(e))
+                .collect();
             let changes = engine::apply_delivery(&mut snapshot, &payload, &ctx);
             state.write(&changes);
             Ok(changes)
@@ -144,7 +154,11 @@ impl IncidentStore for MemoryStore {
                 .filter(|i| matches(&query, i))
                 .cloned()
                 .collect();
-            items.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+            items.sort_by(|a, b| {
+                b.started_at
+                    .cmp(&a.started_at)
+                    .then_with(|| b.id.cmp(&a.id))
+            });
             items.truncate(query.limit + 1);
             Ok(page_from(items, query.limit))
         })
@@ -172,7 +186,12 @@ impl IncidentStore for MemoryStore {
                 .collect();
             for id in state.latest_by_key.values() {
                 if let Some(i) = state.incidents.get(id) {
-                    out.extend(i.alerts.iter().filter(|a| a.status == AlertStatus::Firing).cloned());
+                    out.extend(
+                        i.alerts
+                            .iter()
+                            .filter(|a| a.status == AlertStatus::Firing)
+                            .cloned(),
+                    );
                 }
             }
             Ok(out)

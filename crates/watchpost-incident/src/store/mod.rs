@@ -76,12 +76,15 @@ impl Cursor {
 
     /// Opaque text for clients.
     pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", self.started_ms, self.id))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.started_ms, self.id))
     }
 
     /// Parses [`Cursor::encode`] output.
     pub fn decode(s: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (ms, id) = raw.split_once(':')?;
         Some(Self {
@@ -120,7 +123,10 @@ pub(crate) fn page_from(mut items: Vec<Incident>, limit: usize) -> IncidentPage 
 pub(crate) fn matches(query: &IncidentQuery, incident: &Incident) -> bool {
     query.status.is_none_or(|s| s == incident.status)
         && query.severity.is_none_or(|s| s == incident.severity)
-        && query.service.as_ref().is_none_or(|s| incident.service.as_ref() == Some(s))
+        && query
+            .service
+            .as_ref()
+            .is_none_or(|s| incident.service.as_ref() == Some(s))
         && query.since.is_none_or(|t| incident.started_at >= t)
         && query.until.is_none_or(|t| incident.started_at < t)
         && query.cursor.as_ref().is_none_or(|c| c.precedes(incident))
@@ -185,6 +191,7 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -67,7 +67,10 @@ impl PostgresStore {
         cfg.url = Some(url.to_owned());
         cfg.pool = Some(deadpool_postgres::PoolConfig::new(max_size.max(1)));
         let pool = cfg
-            .create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)
+            .create_pool(
+                Some(deadpool_postgres::Runtime::Tokio1),
+                tokio_postgres::NoTls,
+            )
             .map_err(|e| IncidentError::Config(format!("DATABASE_URL is not usable: {e}")))?;
         migrate(&pool).await?;
         Ok(Self::new(pool))
@@ -87,7 +90,11 @@ impl PostgresStore {
     }
 }
 
-async fn load_incident(tx: &Tx<'_>, id: &str, lock: bool) -> Result<Option<Incident>, IncidentError> {
+async fn load_incident(
+    tx: &Tx<'_>,
+    id: &str,
+    lock: bool,
+) -> Result<Option<Incident>, IncidentError> {
     let q = if lock {
         "SELECT doc::text FROM incidents WHERE id = $1 FOR UPDATE"
     } else {
@@ -98,7 +105,11 @@ async fn load_incident(tx: &Tx<'_>, id: &str, lock: bool) -> Result<Option<Incid
         .transpose()
 }
 
-async fn write_changes(tx: &Tx<'_>, changes: &Changes, now: DateTime<Utc>) -> Result<(), IncidentError> {
+async fn write_changes(
+    tx: &Tx<'_>,
+    changes: &Changes,
+    now: DateTime<Utc>,
+) -> Result<(), IncidentError> {
     if !changes.incidents.is_empty() {
         let stmt = tx
             .prepare_cached(
@@ -113,7 +124,16 @@ async fn write_changes(tx: &Tx<'_>, changes: &Changes, now: DateTime<Utc>) -> Re
             let doc = serde_json::to_string(i)?;
             tx.execute(
                 &stmt,
-                &[&i.id, &i.key, &i.status.as_str(), &i.severity.as_str(), &i.service, &ms(i.started_at), &ms(i.updated_at), &doc],
+                &[
+                    &i.id,
+                    &i.key,
+                    &i.status.as_str(),
+                    &i.severity.as_str(),
+                    &i.service,
+                    &ms(i.started_at),
+                    &ms(i.updated_at),
+                    &doc,
+                ],
             )
             .await
             .map_err(unavailable)?;
@@ -192,7 +212,8 @@ fn outbox_entry(r: &tokio_postgres::Row) -> Result<OutboxEntry, IncidentError> {
         notification,
         revision: r.get::<_, i64>(0) as u64,
         attempts: r.get::<_, i32>(1) as u32,
-        state: OutboxState::parse(state).ok_or_else(|| IncidentError::Corrupt(format!("outbox state {state:?}")))?,
+        state: OutboxState::parse(state)
+            .ok_or_else(|| IncidentError::Corrupt(format!("outbox state {state:?}")))?,
         next_attempt_at: from_ms(r.get(3)),
         last_error: r.get(4),
     })
@@ -246,13 +267,19 @@ impl IncidentStore for PostgresStore {
             }
             let event_texts: Vec<&str> = events.iter().map(EventKey::as_str).collect();
             let seen: std::collections::HashSet<String> = tx
-                .query("SELECT event_key FROM incident_alert_events WHERE event_key = ANY($1)", &[&event_texts])
+                .query(
+                    "SELECT event_key FROM incident_alert_events WHERE event_key = ANY($1)",
+                    &[&event_texts],
+                )
                 .await
                 .map_err(unavailable)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            snapshot.seen = events.into_iter().filter(|e| seen.contains(e.as_str())).collect();
+            snapshot.seen = events
+                .into_iter()
+                .filter(|e| seen.contains(e.as_str()))
+                .collect();
             let changes = engine::apply_delivery(&mut snapshot, &payload, &ctx);
             if !changes.is_empty() {
                 write_changes(&tx, &changes, ctx.now).await?;
@@ -323,7 +350,11 @@ impl IncidentStore for PostgresStore {
                 push(&mut sql, " AND status = ?", Box::new(s.as_str().to_owned()));
             }
             if let Some(s) = query.severity {
-                push(&mut sql, " AND severity = ?", Box::new(s.as_str().to_owned()));
+                push(
+                    &mut sql,
+                    " AND severity = ?",
+                    Box::new(s.as_str().to_owned()),
+                );
             }
             if let Some(s) = &query.service {
                 push(&mut sql, " AND service = ?", Box::new(s.clone()));
@@ -335,11 +366,21 @@ impl IncidentStore for PostgresStore {
                 push(&mut sql, " AND started_ms < ?", Box::new(ms(t)));
             }
             if let Some(c) = &query.cursor {
-                push(&mut sql, " AND (started_ms, id) < (?", Box::new(c.started_ms));
+                push(
+                    &mut sql,
+                    " AND (started_ms, id) < (?",
+                    Box::new(c.started_ms),
+                );
                 push(&mut sql, ", ?)", Box::new(c.id.clone()));
             }
-            sql.push_str(&format!(" ORDER BY started_ms DESC, id DESC LIMIT {}", query.limit + 1));
-            let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+            sql.push_str(&format!(
+                " ORDER BY started_ms DESC, id DESC LIMIT {}",
+                query.limit + 1
+            ));
+            let params: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
             let rows = client.query(&sql, &params).await.map_err(unavailable)?;
             let items = rows
                 .iter()
@@ -374,19 +415,30 @@ impl IncidentStore for PostgresStore {
             let client = self.client().await?;
             let mut out = Vec::new();
             for r in client
-                .query("SELECT doc::text FROM incident_alerts WHERE status = 'firing'", &[])
+                .query(
+                    "SELECT doc::text FROM incident_alerts WHERE status = 'firing'",
+                    &[],
+                )
                 .await
                 .map_err(unavailable)?
             {
                 out.push(serde_json::from_str::<AlertRecord>(r.get::<_, &str>(0))?);
             }
             for r in client
-                .query("SELECT doc::text FROM incidents WHERE status <> 'resolved'", &[])
+                .query(
+                    "SELECT doc::text FROM incidents WHERE status <> 'resolved'",
+                    &[],
+                )
                 .await
                 .map_err(unavailable)?
             {
                 let incident: Incident = serde_json::from_str(r.get::<_, &str>(0))?;
-                out.extend(incident.alerts.into_iter().filter(|a| a.status == AlertStatus::Firing));
+                out.extend(
+                    incident
+                        .alerts
+                        .into_iter()
+                        .filter(|a| a.status == AlertStatus::Firing),
+                );
             }
             Ok(out)
         })
@@ -411,7 +463,10 @@ impl IncidentStore for PostgresStore {
                 )
                 .await
                 .map_err(unavailable)?;
-            let mut entries = rows.iter().map(outbox_entry).collect::<Result<Vec<_>, _>>()?;
+            let mut entries = rows
+                .iter()
+                .map(outbox_entry)
+                .collect::<Result<Vec<_>, _>>()?;
             entries.sort_by(|a, b| a.id().cmp(b.id()));
             Ok(entries)
         })
@@ -437,17 +492,23 @@ impl IncidentStore for PostgresStore {
                         .await
                         .map_err(unavailable)?;
                     if changed == 1
-                        && let Some(mut incident) = load_incident(&tx, &entry.notification.incident.id, true).await?
+                        && let Some(mut incident) =
+                            load_incident(&tx, &entry.notification.incident.id, true).await?
                     {
                         incident.push(
                             now,
                             Actor::system("outbox"),
-                            TimelineEvent::Notified { channel: entry.notification.channel },
+                            TimelineEvent::Notified {
+                                channel: entry.notification.channel,
+                            },
                         );
                         let doc = serde_json::to_string(&incident)?;
-                        tx.execute("UPDATE incidents SET doc = $2::text::jsonb WHERE id = $1", &[&incident.id, &doc])
-                            .await
-                            .map_err(unavailable)?;
+                        tx.execute(
+                            "UPDATE incidents SET doc = $2::text::jsonb WHERE id = $1",
+                            &[&incident.id, &doc],
+                        )
+                        .await
+                        .map_err(unavailable)?;
                     }
                 }
                 DeliveryResult::Retry { at, error } => {
@@ -475,7 +536,10 @@ impl IncidentStore for PostgresStore {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
-                .query(&format!("SELECT {OUTBOX_COLUMNS} FROM incident_outbox ORDER BY id"), &[])
+                .query(
+                    &format!("SELECT {OUTBOX_COLUMNS} FROM incident_outbox ORDER BY id"),
+                    &[],
+                )
                 .await
                 .map_err(unavailable)?;
             rows.iter().map(outbox_entry).collect()

@@ -92,15 +92,25 @@ fn sql(e: rusqlite::Error) -> IncidentError {
     unavailable(e)
 }
 
-fn load_incident(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<Incident>, IncidentError> {
+fn load_incident(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+) -> Result<Option<Incident>, IncidentError> {
     let doc: Option<String> = tx
-        .query_row("SELECT doc FROM incidents WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT doc FROM incidents WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(sql)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(IncidentError::from)).transpose()
+    doc.map(|d| serde_json::from_str(&d).map_err(IncidentError::from))
+        .transpose()
 }
 
-fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes, now: DateTime<Utc>) -> Result<(), IncidentError> {
+fn write_changes(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &Changes,
+    now: DateTime<Utc>,
+) -> Result<(), IncidentError> {
     for i in &changes.incidents {
         tx.prepare_cached(
             "INSERT INTO incidents (id, incident_key, status, severity, service, started_ms, updated_ms, doc) \
@@ -127,14 +137,20 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes, now: DateTim
              ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, doc = excluded.doc",
         )
         .map_err(sql)?
-        .execute(params![a.fingerprint, a.status.as_str(), serde_json::to_string(a)?])
+        .execute(params![
+            a.fingerprint,
+            a.status.as_str(),
+            serde_json::to_string(a)?
+        ])
         .map_err(sql)?;
     }
     for e in &changes.events {
-        tx.prepare_cached("INSERT OR IGNORE INTO incident_alert_events (event_key, received_ms) VALUES (?1, ?2)")
-            .map_err(sql)?
-            .execute(params![e.as_str(), ms(now)])
-            .map_err(sql)?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO incident_alert_events (event_key, received_ms) VALUES (?1, ?2)",
+        )
+        .map_err(sql)?
+        .execute(params![e.as_str(), ms(now)])
+        .map_err(sql)?;
     }
     for o in &changes.outbox {
         let n = &o.notification;
@@ -164,18 +180,30 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
-fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, u32, String, i64, Option<String>, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn outbox_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, u32, String, i64, Option<String>, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn outbox_entry(row: (i64, u32, String, i64, Option<String>, String)) -> Result<OutboxEntry, IncidentError> {
+fn outbox_entry(
+    row: (i64, u32, String, i64, Option<String>, String),
+) -> Result<OutboxEntry, IncidentError> {
     let (revision, attempts, state, next, last_error, doc) = row;
     let notification: Notification = serde_json::from_str(&doc)?;
     Ok(OutboxEntry {
         notification,
         revision: revision as u64,
         attempts,
-        state: OutboxState::parse(&state).ok_or_else(|| IncidentError::Corrupt(format!("outbox state {state:?}")))?,
+        state: OutboxState::parse(&state)
+            .ok_or_else(|| IncidentError::Corrupt(format!("outbox state {state:?}")))?,
         next_attempt_at: from_ms(next),
         last_error,
     })
@@ -244,7 +272,9 @@ impl IncidentStore for SqliteStore {
     ) -> BoxFuture<'_, Result<(Incident, Changes), IncidentError>> {
         Box::pin(self.run(move |conn| {
             let changes = engine::create_manual(&new, &actor, &ctx);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
             write_changes(&tx, &changes, ctx.now)?;
             tx.commit().map_err(sql)?;
             Ok((changes.incidents[0].clone(), changes))
@@ -259,8 +289,11 @@ impl IncidentStore for SqliteStore {
         ctx: ApplyContext,
     ) -> BoxFuture<'_, Result<(Incident, Changes), IncidentError>> {
         Box::pin(self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-            let mut incident = load_incident(&tx, &id)?.ok_or_else(|| IncidentError::NotFound(id.clone()))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let mut incident =
+                load_incident(&tx, &id)?.ok_or_else(|| IncidentError::NotFound(id.clone()))?;
             let changes = engine::apply_op(&mut incident, &op, &actor, &ctx)?;
             write_changes(&tx, &changes, ctx.now)?;
             tx.commit().map_err(sql)?;
@@ -285,10 +318,18 @@ impl IncidentStore for SqliteStore {
                 sql_text.push_str(&clause.replace('?', &format!("?{}", args.len())));
             };
             if let Some(s) = query.status {
-                arg(&mut sql_text, " AND status = ?", Value::Text(s.as_str().into()));
+                arg(
+                    &mut sql_text,
+                    " AND status = ?",
+                    Value::Text(s.as_str().into()),
+                );
             }
             if let Some(s) = query.severity {
-                arg(&mut sql_text, " AND severity = ?", Value::Text(s.as_str().into()));
+                arg(
+                    &mut sql_text,
+                    " AND severity = ?",
+                    Value::Text(s.as_str().into()),
+                );
             }
             if let Some(s) = &query.service {
                 arg(&mut sql_text, " AND service = ?", Value::Text(s.clone()));
@@ -300,11 +341,22 @@ impl IncidentStore for SqliteStore {
                 arg(&mut sql_text, " AND started_ms < ?", Value::Integer(ms(t)));
             }
             if let Some(c) = &query.cursor {
-                arg(&mut sql_text, " AND (started_ms < ?", Value::Integer(c.started_ms));
-                arg(&mut sql_text, " OR (started_ms = ?", Value::Integer(c.started_ms));
+                arg(
+                    &mut sql_text,
+                    " AND (started_ms < ?",
+                    Value::Integer(c.started_ms),
+                );
+                arg(
+                    &mut sql_text,
+                    " OR (started_ms = ?",
+                    Value::Integer(c.started_ms),
+                );
                 arg(&mut sql_text, " AND id < ?))", Value::Text(c.id.clone()));
             }
-            sql_text.push_str(&format!(" ORDER BY started_ms DESC, id DESC LIMIT {}", query.limit + 1));
+            sql_text.push_str(&format!(
+                " ORDER BY started_ms DESC, id DESC LIMIT {}",
+                query.limit + 1
+            ));
             let mut stmt = conn.prepare(&sql_text).map_err(sql)?;
             let docs = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
@@ -435,7 +487,9 @@ impl IncidentStore for SqliteStore {
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>> {
         Box::pin(self.run(|conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {OUTBOX_COLUMNS} FROM incident_outbox ORDER BY id"))
+                .prepare(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM incident_outbox ORDER BY id"
+                ))
                 .map_err(sql)?;
             let rows = stmt
                 .query_map([], outbox_row)
@@ -447,9 +501,18 @@ impl IncidentStore for SqliteStore {
     }
 }
 
-fn notified(tx: &rusqlite::Transaction<'_>, incident_id: &str, channel: Channel, now: DateTime<Utc>) -> Result<(), IncidentError> {
+fn notified(
+    tx: &rusqlite::Transaction<'_>,
+    incident_id: &str,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<(), IncidentError> {
     if let Some(mut incident) = load_incident(tx, incident_id)? {
-        incident.push(now, Actor::system("outbox"), TimelineEvent::Notified { channel });
+        incident.push(
+            now,
+            Actor::system("outbox"),
+            TimelineEvent::Notified { channel },
+        );
         tx.execute(
             "UPDATE incidents SET doc = ?2 WHERE id = ?1",
             params![incident_id, serde_json::to_string(&incident)?],

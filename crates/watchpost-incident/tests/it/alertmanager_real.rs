@@ -19,8 +19,14 @@ use super::*;
 
 fn find_binary(name: &str, package: &str) -> PathBuf {
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("{name} is not on PATH; run cargo xtask ci, which installs {package}"))
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} is not on PATH; run cargo xtask ci, which installs {package}")
+        })
 }
 
 struct Killed(Child);
@@ -39,7 +45,10 @@ fn fixtures() -> PathBuf {
 /// The shape of a payload: its keys, and the keys of its first alert.
 fn shape(v: &serde_json::Value) -> (Vec<String>, Vec<String>) {
     let keys = |o: &serde_json::Value| {
-        let mut k: Vec<String> = o.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let mut k: Vec<String> = o
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         k.sort();
         k
     };
@@ -62,8 +71,17 @@ fn normalise(mut v: serde_json::Value) -> serde_json::Value {
 }
 
 async fn post_alerts(client: &reqwest::Client, am: &str, alerts: serde_json::Value) {
-    let r = client.post(format!("{am}/api/v2/alerts")).json(&alerts).send().await.unwrap();
-    assert!(r.status().is_success(), "Alertmanager refused alerts: {}", r.status());
+    let r = client
+        .post(format!("{am}/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "Alertmanager refused alerts: {}",
+        r.status()
+    );
 }
 
 async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -81,20 +99,25 @@ async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 async fn real_alertmanager_opens_groups_resolves_and_truncates() {
     let binary = find_binary("prometheus-alertmanager", "prometheus-alertmanager");
     let store = Arc::new(MemoryStore::new());
-    let svc = IncidentService::builder(store.clone()).config(config()).build();
+    let svc = IncidentService::builder(store.clone())
+        .config(config())
+        .build();
     let captured: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let keep = captured.clone();
-    let app = watchpost_incident::router(svc).layer(axum::middleware::from_fn(move |req: Request<Body>, next: axum::middleware::Next| {
-        let keep = keep.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.unwrap().to_bytes();
-            if let Ok(v) = serde_json::from_slice(&bytes) {
-                keep.lock().unwrap().push(v);
+    let app = watchpost_incident::router(svc).layer(axum::middleware::from_fn(
+        move |req: Request<Body>, next: axum::middleware::Next| {
+            let keep = keep.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect().await.unwrap().to_bytes();
+                if let Ok(v) = serde_json::from_slice(&bytes) {
+                    keep.lock().unwrap().push(v);
+                }
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
             }
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
-        }
-    }));
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -114,7 +137,10 @@ async fn real_alertmanager_opens_groups_resolves_and_truncates() {
     std::fs::write(dir.path().join("am.yml"), config_yaml).unwrap();
     let _am = Killed(
         Command::new(binary)
-            .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
             .arg(format!("--storage.path={}", dir.path().display()))
             .arg(format!("--web.listen-address={am_addr}"))
             .arg("--cluster.listen-address=")
@@ -123,7 +149,10 @@ async fn real_alertmanager_opens_groups_resolves_and_truncates() {
             .spawn()
             .expect("cannot start prometheus-alertmanager"),
     );
-    assert!(watchpost_test_support::wait_for_port(am_addr, Duration::from_secs(15)).await, "Alertmanager did not start");
+    assert!(
+        watchpost_test_support::wait_for_port(am_addr, Duration::from_secs(15)).await,
+        "Alertmanager did not start"
+    );
     let am = format!("http://{am_addr}");
     let client = reqwest::Client::new();
     let alert = |name: &str, instance: &str, ends: Option<chrono::DateTime<chrono::Utc>>| {
@@ -140,29 +169,80 @@ async fn real_alertmanager_opens_groups_resolves_and_truncates() {
     };
 
     // Fire, and a group of two.
-    post_alerts(&client, &am, serde_json::json!([alert("ApiDown", "a", None)])).await;
-    post_alerts(&client, &am, serde_json::json!([alert("DbDown", "db1", None), alert("DbDown", "db2", None)])).await;
+    post_alerts(
+        &client,
+        &am,
+        serde_json::json!([alert("ApiDown", "a", None)]),
+    )
+    .await;
+    post_alerts(
+        &client,
+        &am,
+        serde_json::json!([alert("DbDown", "db1", None), alert("DbDown", "db2", None)]),
+    )
+    .await;
     let open = wait_for("three incidents", async || {
-        let items = store.list(IncidentQuery { status: Some(IncidentStatus::Triggered), limit: 50, ..Default::default() }).await.unwrap().items;
+        let items = store
+            .list(IncidentQuery {
+                status: Some(IncidentStatus::Triggered),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items;
         (items.len() == 3).then_some(items)
     })
     .await;
-    assert!(open.iter().all(|i| i.service.as_deref() == Some("api") && i.runbook_url.is_some()));
+    assert!(
+        open.iter()
+            .all(|i| i.service.as_deref() == Some("api") && i.runbook_url.is_some())
+    );
 
     // Resolve ApiDown.
     let mut resolved_alert = alert("ApiDown", "a", Some(Utc::now()));
-    resolved_alert["startsAt"] = open.iter().find(|i| i.title == "ApiDown on a").unwrap().started_at.to_rfc3339().into();
+    resolved_alert["startsAt"] = open
+        .iter()
+        .find(|i| i.title == "ApiDown on a")
+        .unwrap()
+        .started_at
+        .to_rfc3339()
+        .into();
     post_alerts(&client, &am, serde_json::json!([resolved_alert])).await;
     wait_for("ApiDown resolved", async || {
-        let items = store.list(IncidentQuery { status: Some(IncidentStatus::Resolved), limit: 50, ..Default::default() }).await.unwrap().items;
+        let items = store
+            .list(IncidentQuery {
+                status: Some(IncidentStatus::Resolved),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items;
         (items.len() == 1 && items[0].title == "ApiDown on a").then_some(())
     })
     .await;
 
     // max_alerts truncation: three alerts, two delivered, the incidents marked partial.
-    post_alerts(&client, &am, serde_json::json!([alert("Truncated", "t1", None), alert("Truncated", "t2", None), alert("Truncated", "t3", None)])).await;
+    post_alerts(
+        &client,
+        &am,
+        serde_json::json!([
+            alert("Truncated", "t1", None),
+            alert("Truncated", "t2", None),
+            alert("Truncated", "t3", None)
+        ]),
+    )
+    .await;
     let partial = wait_for("partial incidents", async || {
-        let items = store.list(IncidentQuery { limit: 50, ..Default::default() }).await.unwrap().items;
+        let items = store
+            .list(IncidentQuery {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items;
         let p: Vec<_> = items.into_iter().filter(|i| i.partial).collect();
         (p.len() == 2).then_some(p)
     })
@@ -171,11 +251,29 @@ async fn real_alertmanager_opens_groups_resolves_and_truncates() {
 
     // Every delivery was authenticated, parsed and applied exactly once per alert event.
     let payloads = captured.lock().unwrap().clone();
-    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| payloads.iter().find(|p| pred(p)).cloned().unwrap_or_else(|| panic!("no such payload in {payloads:#?}"));
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        payloads
+            .iter()
+            .find(|p| pred(p))
+            .cloned()
+            .unwrap_or_else(|| panic!("no such payload in {payloads:#?}"))
+    };
     let goldens = [
-        ("fire.json", find(&|p| p["groupLabels"]["alertname"] == "ApiDown" && p["status"] == "firing")),
-        ("group.json", find(&|p| p["groupLabels"]["alertname"] == "DbDown" && p["alerts"].as_array().unwrap().len() == 2)),
-        ("resolve.json", find(&|p| p["groupLabels"]["alertname"] == "ApiDown" && p["status"] == "resolved")),
+        (
+            "fire.json",
+            find(&|p| p["groupLabels"]["alertname"] == "ApiDown" && p["status"] == "firing"),
+        ),
+        (
+            "group.json",
+            find(&|p| {
+                p["groupLabels"]["alertname"] == "DbDown"
+                    && p["alerts"].as_array().unwrap().len() == 2
+            }),
+        ),
+        (
+            "resolve.json",
+            find(&|p| p["groupLabels"]["alertname"] == "ApiDown" && p["status"] == "resolved"),
+        ),
         ("truncated.json", find(&|p| p["truncatedAlerts"] == 1)),
     ];
     assert_eq!(goldens[3].1["alerts"].as_array().unwrap().len(), 2);
@@ -184,15 +282,32 @@ async fn real_alertmanager_opens_groups_resolves_and_truncates() {
         let path = fixtures().join(name);
         let payload = normalise(payload);
         if std::env::var_os("WATCHPOST_UPDATE_GOLDEN").is_some() || !path.exists() {
-            std::fs::write(&path, serde_json::to_string_pretty(&payload).unwrap() + "\n").unwrap();
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&payload).unwrap() + "\n",
+            )
+            .unwrap();
         }
-        let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(shape(&payload), shape(&golden), "{name}: Alertmanager's payload shape changed");
-        assert_eq!(payload["alerts"].as_array().map(|a| a.len()), golden["alerts"].as_array().map(|a| a.len()), "{name}");
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            shape(&payload),
+            shape(&golden),
+            "{name}: Alertmanager's payload shape changed"
+        );
+        assert_eq!(
+            payload["alerts"].as_array().map(|a| a.len()),
+            golden["alerts"].as_array().map(|a| a.len()),
+            "{name}"
+        );
         // Fingerprints depend only on labels: ours must match Alertmanager's.
         for a in payload["alerts"].as_array().unwrap() {
-            let labels: watchpost_incident::alertmanager::LabelSet = serde_json::from_value(a["labels"].clone()).unwrap();
-            assert_eq!(a["fingerprint"].as_str().unwrap(), watchpost_incident::alertmanager::fingerprint(&labels));
+            let labels: watchpost_incident::alertmanager::LabelSet =
+                serde_json::from_value(a["labels"].clone()).unwrap();
+            assert_eq!(
+                a["fingerprint"].as_str().unwrap(),
+                watchpost_incident::alertmanager::fingerprint(&labels)
+            );
         }
     }
 }
@@ -203,9 +318,16 @@ async fn golden_and_handmade_fixtures_are_accepted() {
     let store = Arc::new(MemoryStore::new());
     let (svc, _) = service_with(store.clone(), config());
     let app = watchpost_incident::router(svc);
-    let mut names: Vec<_> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     names.sort();
-    assert!(names.len() >= 5, "golden files missing from {}: run the real Alertmanager test", fixtures().display());
+    assert!(
+        names.len() >= 5,
+        "golden files missing from {}: run the real Alertmanager test",
+        fixtures().display()
+    );
     for path in names {
         let body = std::fs::read(&path).unwrap();
         for _ in 0..2 {
@@ -220,11 +342,29 @@ async fn golden_and_handmade_fixtures_are_accepted() {
                 )
                 .await
                 .unwrap();
-            assert!(r.status().is_success(), "{}: {}", path.display(), r.status());
+            assert!(
+                r.status().is_success(),
+                "{}: {}",
+                path.display(),
+                r.status()
+            );
         }
     }
-    let items = store.list(IncidentQuery { limit: 50, ..Default::default() }).await.unwrap().items;
-    assert!(items.iter().any(|i| i.partial), "the truncated payload marks its incident partial");
-    assert!(items.iter().any(|i| i.title.contains("newer")), "the hand-made newer payload opened an incident");
+    let items = store
+        .list(IncidentQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        items.iter().any(|i| i.partial),
+        "the truncated payload marks its incident partial"
+    );
+    assert!(
+        items.iter().any(|i| i.title.contains("newer")),
+        "the hand-made newer payload opened an incident"
+    );
     assert!(items.iter().any(|i| i.status == IncidentStatus::Resolved));
 }

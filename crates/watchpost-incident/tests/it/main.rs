@@ -19,7 +19,9 @@ use watchpost_incident::{IncidentConfig, IncidentService};
 
 /// A fixed instant.
 pub fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc()
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc()
 }
 
 /// `t0` plus `minutes`.
@@ -29,15 +31,25 @@ pub fn at(minutes: i64) -> DateTime<Utc> {
 
 /// Labels from pairs.
 pub fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A firing alert.
 pub fn firing(name: &str, severity: &str, service: &str, starts: DateTime<Utc>) -> Alert {
     Alert {
         status: AlertStatus::Firing,
-        labels: labels(&[("alertname", name), ("severity", severity), ("service", service)]),
-        annotations: labels(&[("summary", &format!("{name} is failing")), ("runbook_url", "https://runbooks.example/x")]),
+        labels: labels(&[
+            ("alertname", name),
+            ("severity", severity),
+            ("service", service),
+        ]),
+        annotations: labels(&[
+            ("summary", &format!("{name} is failing")),
+            ("runbook_url", "https://runbooks.example/x"),
+        ]),
         starts_at: starts,
         ends_at: None,
         generator_url: "http://prometheus/graph".into(),
@@ -47,12 +59,20 @@ pub fn firing(name: &str, severity: &str, service: &str, starts: DateTime<Utc>) 
 
 /// The same alert, resolved at `ends`.
 pub fn resolved(alert: &Alert, ends: DateTime<Utc>) -> Alert {
-    Alert { status: AlertStatus::Resolved, ends_at: Some(ends), ..alert.clone() }
+    Alert {
+        status: AlertStatus::Resolved,
+        ends_at: Some(ends),
+        ..alert.clone()
+    }
 }
 
 /// A delivery of `alerts`.
 pub fn delivery(alerts: Vec<Alert>) -> WebhookPayload {
-    let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) { AlertStatus::Firing } else { AlertStatus::Resolved };
+    let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
+        AlertStatus::Firing
+    } else {
+        AlertStatus::Resolved
+    };
     WebhookPayload {
         version: "4".into(),
         group_key: "{}:{alertname=\"x\"}".into(),
@@ -70,7 +90,10 @@ pub fn delivery(alerts: Vec<Alert>) -> WebhookPayload {
 /// A service over `store` with a manual clock at `t0`.
 pub fn service_with(store: SharedStore, config: IncidentConfig) -> (IncidentService, ManualClock) {
     let clock = ManualClock::new(t0());
-    let service = IncidentService::builder(store).config(config).clock(Arc::new(clock.clone())).build();
+    let service = IncidentService::builder(store)
+        .config(config)
+        .clock(Arc::new(clock.clone()))
+        .build();
     (service, clock)
 }
 
@@ -84,5 +107,8 @@ pub const TOKEN: &str = "am-secret-token";
 
 /// Config with the test token.
 pub fn config() -> IncidentConfig {
-    IncidentConfig { alertmanager_token: Some(TOKEN.into()), ..IncidentConfig::default() }
+    IncidentConfig {
+        alertmanager_token: Some(TOKEN.into()),
+        ..IncidentConfig::default()
+    }
 }

@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use watchpost_incident::model::{Channel, TimelineEvent};
-use watchpost_incident::notify::{PagerDutyNotifier, SIGNATURE_HEADER, SlackNotifier, SmtpNotifier, WebhookNotifier, sign};
+use watchpost_incident::notify::{
+    PagerDutyNotifier, SIGNATURE_HEADER, SlackNotifier, SmtpNotifier, WebhookNotifier, sign,
+};
 use watchpost_incident::outbox::{Origin, OutboxState};
 use watchpost_incident::policy::Routing;
 use watchpost_incident::store::{IncidentStore, MemoryStore};
@@ -27,14 +29,26 @@ struct Receiver {
     seen: Arc<Mutex<Vec<(Instant, HeaderMap, serde_json::Value)>>>,
 }
 
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, HeaderMap) {
+async fn receive(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, HeaderMap) {
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let mut h = headers.clone();
-    h.insert("x-raw-body-sha", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)).parse().unwrap());
+    h.insert(
+        "x-raw-body-sha",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+            .parse()
+            .unwrap(),
+    );
     if let Some(sig) = headers.get(SIGNATURE_HEADER) {
         // Recompute the signature over the raw bytes received.
         let ok = sig.to_str().unwrap() == sign(b"hook-secret", &body);
-        h.insert("x-signature-valid", if ok { "yes" } else { "no" }.parse().unwrap());
+        h.insert(
+            "x-signature-valid",
+            if ok { "yes" } else { "no" }.parse().unwrap(),
+        );
     }
     r.seen.lock().unwrap().push((Instant::now(), h, value));
     let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
@@ -46,8 +60,13 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
 }
 
 async fn start_receiver(script: &[u16]) -> (SocketAddr, Receiver) {
-    let r = Receiver { script: Arc::new(Mutex::new(script.iter().copied().collect())), ..Receiver::default() };
-    let app = axum::Router::new().route("/hook", post(receive)).with_state(r.clone());
+    let r = Receiver {
+        script: Arc::new(Mutex::new(script.iter().copied().collect())),
+        ..Receiver::default()
+    };
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -67,7 +86,10 @@ async fn start_smtp() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 localhost ESMTP test\r\n").await.unwrap();
+                write
+                    .write_all(b"220 localhost ESMTP test\r\n")
+                    .await
+                    .unwrap();
                 let mut data: Option<String> = None;
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(d) = data.as_mut() {
@@ -115,8 +137,10 @@ fn fast_worker_config() -> OutboxWorkerConfig {
         backoff_max: Duration::from_millis(200),
         ..OutboxWorkerConfig::default()
     };
-    c.min_interval.insert(Channel::Slack, Duration::from_millis(150));
-    c.min_interval.insert(Channel::PagerDuty, Duration::from_millis(10));
+    c.min_interval
+        .insert(Channel::Slack, Duration::from_millis(150));
+    c.min_interval
+        .insert(Channel::PagerDuty, Duration::from_millis(10));
     c
 }
 
@@ -131,14 +155,39 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
     let mut cfg = config();
     cfg.public_url = Some("https://ops.example".into());
     let mut routing = Routing::default();
-    routing.routes.insert(watchpost_core::Severity::Critical, vec![Channel::PagerDuty, Channel::Slack, Channel::Email, Channel::Webhook]);
+    routing.routes.insert(
+        watchpost_core::Severity::Critical,
+        vec![
+            Channel::PagerDuty,
+            Channel::Slack,
+            Channel::Email,
+            Channel::Webhook,
+        ],
+    );
     cfg.policy.routing = routing;
     let svc = IncidentService::builder(store.clone()).config(cfg).build();
     let worker = OutboxWorker::new(svc.clone(), fast_worker_config())
-        .notifier(Arc::new(SlackNotifier::new(format!("http://{slack_addr}/hook"), Some("https://ops.example".into()))))
-        .notifier(Arc::new(PagerDutyNotifier::new("R0UT1NGKEY", Some("https://ops.example".into())).with_url(format!("http://{pd_addr}/hook"))))
-        .notifier(Arc::new(WebhookNotifier::new(format!("http://{hook_addr}/hook"), b"hook-secret".to_vec())))
-        .notifier(Arc::new(SmtpNotifier::new(&format!("smtp://{smtp_addr}"), "Watchpost <watchpost@example.com>", &["oncall@example.com".into()], None).unwrap()))
+        .notifier(Arc::new(SlackNotifier::new(
+            format!("http://{slack_addr}/hook"),
+            Some("https://ops.example".into()),
+        )))
+        .notifier(Arc::new(
+            PagerDutyNotifier::new("R0UT1NGKEY", Some("https://ops.example".into()))
+                .with_url(format!("http://{pd_addr}/hook")),
+        ))
+        .notifier(Arc::new(WebhookNotifier::new(
+            format!("http://{hook_addr}/hook"),
+            b"hook-secret".to_vec(),
+        )))
+        .notifier(Arc::new(
+            SmtpNotifier::new(
+                &format!("smtp://{smtp_addr}"),
+                "Watchpost <watchpost@example.com>",
+                &["oncall@example.com".into()],
+                None,
+            )
+            .unwrap(),
+        ))
         .header_hook(Arc::new(|n: &watchpost_incident::outbox::Notification| {
             let mut h = http::HeaderMap::new();
             if let Some(c) = n.origin.as_ref().and_then(|o| o.correlation_id.as_deref()) {
@@ -146,18 +195,42 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
             }
             h
         }));
-    assert_eq!(worker.channels(), vec![Channel::PagerDuty, Channel::Slack, Channel::Email, Channel::Webhook]);
+    assert_eq!(
+        worker.channels(),
+        vec![
+            Channel::PagerDuty,
+            Channel::Slack,
+            Channel::Email,
+            Channel::Webhook
+        ]
+    );
     let handle = worker.spawn();
 
-    let alert = firing("ApiDown", "critical", "api", Utc::now() - chrono::Duration::minutes(5));
-    let origin = Origin { correlation_id: Some("corr-42".into()), ..Origin::default() };
-    let changes = svc.ingest(delivery(vec![alert.clone()]), Some(origin)).await.unwrap();
+    let alert = firing(
+        "ApiDown",
+        "critical",
+        "api",
+        Utc::now() - chrono::Duration::minutes(5),
+    );
+    let origin = Origin {
+        correlation_id: Some("corr-42".into()),
+        ..Origin::default()
+    };
+    let changes = svc
+        .ingest(delivery(vec![alert.clone()]), Some(origin))
+        .await
+        .unwrap();
     let id = changes.incidents[0].id.clone();
     // Redeliveries change nothing and notify nobody.
-    svc.ingest(delivery(vec![alert.clone()]), None).await.unwrap();
+    svc.ingest(delivery(vec![alert.clone()]), None)
+        .await
+        .unwrap();
 
     wait_until("the trigger on every channel", || {
-        slack.seen.lock().unwrap().len() == 3 && pd.seen.lock().unwrap().len() == 2 && hook.seen.lock().unwrap().len() == 1 && mail.lock().unwrap().len() == 1
+        slack.seen.lock().unwrap().len() == 3
+            && pd.seen.lock().unwrap().len() == 2
+            && hook.seen.lock().unwrap().len() == 1
+            && mail.lock().unwrap().len() == 1
     })
     .await;
 
@@ -168,14 +241,30 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
         assert_eq!(headers["x-correlation-id"], "corr-42");
         assert!(headers.get("idempotency-key").is_some());
         assert_eq!(seen[0].2, seen[2].2, "a retry sends the same message");
-        assert!(body["text"].as_str().unwrap().contains("[CRITICAL] Triggered: ApiDown is failing"));
+        assert!(
+            body["text"]
+                .as_str()
+                .unwrap()
+                .contains("[CRITICAL] Triggered: ApiDown is failing")
+        );
         assert_eq!(body["blocks"][0]["type"], "header");
         let fields = body["blocks"][1]["fields"].to_string();
         assert!(fields.contains("critical (P1)") && fields.contains("api"));
-        let actions = body["blocks"].as_array().unwrap().iter().find(|b| b["type"] == "actions").unwrap();
-        assert_eq!(actions["elements"][0]["url"], format!("https://ops.example/incidents/{id}"));
+        let actions = body["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        assert_eq!(
+            actions["elements"][0]["url"],
+            format!("https://ops.example/incidents/{id}")
+        );
         assert_eq!(actions["elements"][1]["url"], "https://runbooks.example/x");
-        assert!(seen[1].0 - seen[0].0 >= Duration::from_millis(140), "Slack requests are spaced");
+        assert!(
+            seen[1].0 - seen[0].0 >= Duration::from_millis(140),
+            "Slack requests are spaced"
+        );
     }
     // PagerDuty: Events API v2 trigger with the stable dedup key; retried after 503.
     let dedup = PagerDutyNotifier::dedup_key(&id);
@@ -188,7 +277,10 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
         assert_eq!(e["payload"]["severity"], "critical");
         assert_eq!(e["payload"]["source"], "api");
         assert_eq!(e["payload"]["summary"], "ApiDown is failing");
-        assert_eq!(e["links"][0]["href"], format!("https://ops.example/incidents/{id}"));
+        assert_eq!(
+            e["links"][0]["href"],
+            format!("https://ops.example/incidents/{id}")
+        );
     }
     // Webhook: signed body.
     {
@@ -201,16 +293,29 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
     // Email.
     {
         let m = mail.lock().unwrap();
-        assert!(m[0].contains("Subject: [CRITICAL] Triggered: ApiDown is failing"), "{}", m[0]);
-        assert!(m[0].contains("Service: api") && m[0].contains("Runbook: https://runbooks.example/x"));
+        assert!(
+            m[0].contains("Subject: [CRITICAL] Triggered: ApiDown is failing"),
+            "{}",
+            m[0]
+        );
+        assert!(
+            m[0].contains("Service: api") && m[0].contains("Runbook: https://runbooks.example/x")
+        );
         assert!(m[0].contains("To: oncall@example.com"));
     }
 
     // Resolve: PagerDuty gets `resolve` with the same key; everyone hears once.
-    svc.ingest(delivery(vec![resolved(&alert, Utc::now())]), None).await.unwrap();
-    svc.ingest(delivery(vec![resolved(&alert, Utc::now())]), None).await.unwrap();
+    svc.ingest(delivery(vec![resolved(&alert, Utc::now())]), None)
+        .await
+        .unwrap();
+    svc.ingest(delivery(vec![resolved(&alert, Utc::now())]), None)
+        .await
+        .unwrap();
     wait_until("the resolve on every channel", || {
-        slack.seen.lock().unwrap().len() == 4 && pd.seen.lock().unwrap().len() == 3 && hook.seen.lock().unwrap().len() == 2 && mail.lock().unwrap().len() == 2
+        slack.seen.lock().unwrap().len() == 4
+            && pd.seen.lock().unwrap().len() == 3
+            && hook.seen.lock().unwrap().len() == 2
+            && mail.lock().unwrap().len() == 2
     })
     .await;
     {
@@ -229,7 +334,11 @@ async fn every_channel_delivers_once_with_retries_and_checked_payloads() {
     assert_eq!(slack.seen.lock().unwrap().len(), 4, "nothing is sent twice");
     assert_eq!(pd.seen.lock().unwrap().len(), 3);
     let incident = store.get(id).await.unwrap().unwrap();
-    let notified = incident.timeline.iter().filter(|e| matches!(e.event, TimelineEvent::Notified { .. })).count();
+    let notified = incident
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.event, TimelineEvent::Notified { .. }))
+        .count();
     assert_eq!(notified, 8);
     handle.shutdown().await;
 }
@@ -239,13 +348,22 @@ async fn other_4xx_is_not_retried_and_marks_the_entry_failed() {
     let (addr, hook) = start_receiver(&[400, 400, 400]).await;
     let store = Arc::new(MemoryStore::new());
     let mut cfg = config();
-    cfg.policy.routing.routes.insert(watchpost_core::Severity::Critical, vec![Channel::Webhook]);
+    cfg.policy
+        .routing
+        .routes
+        .insert(watchpost_core::Severity::Critical, vec![Channel::Webhook]);
     let svc = IncidentService::builder(store.clone()).config(cfg).build();
     let mut registry = prometheus_client::registry::Registry::default();
     svc.register_metrics(&mut registry);
-    let worker = OutboxWorker::new(svc.clone(), fast_worker_config())
-        .notifier(Arc::new(WebhookNotifier::new(format!("http://{addr}/hook"), b"hook-secret".to_vec())));
-    svc.ingest(delivery(vec![firing("X", "critical", "x", Utc::now())]), None).await.unwrap();
+    let worker = OutboxWorker::new(svc.clone(), fast_worker_config()).notifier(Arc::new(
+        WebhookNotifier::new(format!("http://{addr}/hook"), b"hook-secret".to_vec()),
+    ));
+    svc.ingest(
+        delivery(vec![firing("X", "critical", "x", Utc::now())]),
+        None,
+    )
+    .await
+    .unwrap();
     for _ in 0..5 {
         worker.run_once().await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -256,7 +374,10 @@ async fn other_4xx_is_not_retried_and_marks_the_entry_failed() {
     assert!(outbox[0].last_error.as_deref().unwrap().contains("400"));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("watchpost_incident_notifications_failed_total{channel=\"webhook\"} 1"), "{text}");
+    assert!(
+        text.contains("watchpost_incident_notifications_failed_total{channel=\"webhook\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -265,11 +386,28 @@ async fn network_errors_are_retried_until_max_attempts() {
     let addr = watchpost_test_support::free_addr();
     let store = Arc::new(MemoryStore::new());
     let mut cfg = config();
-    cfg.policy.routing.routes.insert(watchpost_core::Severity::Critical, vec![Channel::Slack]);
+    cfg.policy
+        .routing
+        .routes
+        .insert(watchpost_core::Severity::Critical, vec![Channel::Slack]);
     let svc = IncidentService::builder(store.clone()).config(cfg).build();
-    let worker = OutboxWorker::new(svc.clone(), OutboxWorkerConfig { max_attempts: 3, ..fast_worker_config() })
-        .notifier(Arc::new(SlackNotifier::new(format!("http://{addr}/hook"), None)));
-    svc.ingest(delivery(vec![firing("Y", "critical", "y", Utc::now())]), None).await.unwrap();
+    let worker = OutboxWorker::new(
+        svc.clone(),
+        OutboxWorkerConfig {
+            max_attempts: 3,
+            ..fast_worker_config()
+        },
+    )
+    .notifier(Arc::new(SlackNotifier::new(
+        format!("http://{addr}/hook"),
+        None,
+    )));
+    svc.ingest(
+        delivery(vec![firing("Y", "critical", "y", Utc::now())]),
+        None,
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         worker.run_once().await.unwrap();
@@ -292,6 +430,9 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
     for attempts in 1..10 {
         let d = backoff(attempts, base, max);
         let full = (base * 2u32.pow(attempts - 1)).min(max);
-        assert!(d >= full / 2 && d <= full + Duration::from_millis(1), "{attempts}: {d:?} vs {full:?}");
+        assert!(
+            d >= full / 2 && d <= full + Duration::from_millis(1),
+            "{attempts}: {d:?} vs {full:?}"
+        );
     }
 }

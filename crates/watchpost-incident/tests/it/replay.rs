@@ -15,8 +15,14 @@ use super::*;
 
 /// One alert's episodes: (start minute, duration minutes); episodes do not overlap.
 fn scenario() -> impl Strategy<Value = Vec<WebhookPayload>> {
-    let alert = (prop::sample::select(vec!["critical", "warning"]), prop::collection::vec((1i64..40, 1i64..30), 1..4));
-    (prop::collection::vec(alert, 1..4), prop::collection::vec(1usize..4, 20))
+    let alert = (
+        prop::sample::select(vec!["critical", "warning"]),
+        prop::collection::vec((1i64..40, 1i64..30), 1..4),
+    );
+    (
+        prop::collection::vec(alert, 1..4),
+        prop::collection::vec(1usize..4, 20),
+    )
         .prop_map(|(alerts, chunks)| {
             let mut events: Vec<(i64, Alert)> = Vec::new();
             for (n, (severity, episodes)) in alerts.iter().enumerate() {
@@ -51,7 +57,7 @@ struct Outcome {
 }
 
 fn normalise(mut incidents: Vec<Incident>) -> Vec<serde_json::Value> {
-    incidents.sort_by(|a, b| (a.key.clone(), a.started_at).cmp(&(b.key.clone(), b.started_at)));
+    incidents.sort_by_key(|a| (a.key.clone(), a.started_at));
     incidents
         .into_iter()
         .map(|mut i| {
@@ -67,9 +73,25 @@ async fn run(deliveries: Vec<WebhookPayload>) -> Outcome {
     for d in deliveries {
         svc.ingest(d, None).await.unwrap();
     }
-    let incidents = store.list(IncidentQuery { limit: 500, ..Default::default() }).await.unwrap().items;
-    let keys: std::collections::HashMap<String, String> = incidents.iter().map(|i| (i.id.clone(), format!("{}@{}", i.key, i.started_at))).collect();
-    let mut alerts: Vec<String> = store.firing_alerts().await.unwrap().into_iter().map(|a| format!("{}@{}", a.fingerprint, a.starts_at)).collect();
+    let incidents = store
+        .list(IncidentQuery {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    let keys: std::collections::HashMap<String, String> = incidents
+        .iter()
+        .map(|i| (i.id.clone(), format!("{}@{}", i.key, i.started_at)))
+        .collect();
+    let mut alerts: Vec<String> = store
+        .firing_alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{}@{}", a.fingerprint, a.starts_at))
+        .collect();
     alerts.sort();
     let mut notifications: Vec<_> = store
         .outbox()
@@ -86,7 +108,11 @@ async fn run(deliveries: Vec<WebhookPayload>) -> Outcome {
         })
         .collect();
     notifications.sort();
-    Outcome { incidents: normalise(incidents), alerts, notifications }
+    Outcome {
+        incidents: normalise(incidents),
+        alerts,
+        notifications,
+    }
 }
 
 proptest! {
