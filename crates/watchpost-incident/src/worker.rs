@@ -20,6 +20,9 @@ use crate::notify::{HeaderHook, Notifier, NotifyError};
 use crate::outbox::{DeliveryResult, OutboxEntry};
 use crate::service::IncidentService;
 
+/// How often the worker re-reads the open incident counts for `watchpost_incidents_open`.
+const GAUGE_REFRESH: Duration = Duration::from_secs(15);
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct OutboxWorkerConfig {
@@ -222,7 +225,13 @@ impl OutboxWorker {
         let token = CancellationToken::new();
         let stop = token.clone();
         let join = tokio::spawn(async move {
+            // The open-incident gauge also reflects other replicas' changes: refresh it now and then.
+            let mut gauge_refreshed = tokio::time::Instant::now() - GAUGE_REFRESH;
             loop {
+                if gauge_refreshed.elapsed() >= GAUGE_REFRESH {
+                    self.service.refresh_open_gauge().await;
+                    gauge_refreshed = tokio::time::Instant::now();
+                }
                 let worked = match self.run_once().await {
                     Ok(n) => n,
                     Err(e) => {

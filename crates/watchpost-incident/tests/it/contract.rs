@@ -433,3 +433,106 @@ async fn postgres_store_meets_the_contract() {
     assert_eq!(row.get::<_, i64>(0), 1);
     let _ = IncidentConfig::default();
 }
+
+#[tokio::test]
+async fn grouping_by_labels_and_resolve_any_policy() {
+    use watchpost_incident::policy::{Grouping, ResolvePolicy};
+    let mut cfg = config();
+    cfg.policy.grouping = Grouping::Labels(vec!["alertname".into()]);
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let (svc, _) = service_with(store.clone(), cfg.clone());
+    let a = firing("DbDown", "critical", "db", at(0));
+    let mut b = firing("DbDown", "critical", "db", at(1));
+    b.labels.insert("instance".into(), "db2".into());
+    let c = svc
+        .ingest(delivery(vec![a.clone(), b.clone()]), None)
+        .await
+        .unwrap();
+    assert_eq!(c.incidents.len(), 1, "one incident for the group");
+    assert_eq!(c.incidents[0].alerts.len(), 2);
+    assert_eq!(
+        c.outbox.len(),
+        3,
+        "one notification per channel for the group"
+    );
+    // Resolve-all (default): one resolved alert keeps the incident open.
+    let c = svc
+        .ingest(delivery(vec![resolved(&a, at(5)), b.clone()]), None)
+        .await
+        .unwrap();
+    assert_eq!(c.incidents[0].status, IncidentStatus::Triggered);
+    let c = svc
+        .ingest(delivery(vec![resolved(&b, at(6))]), None)
+        .await
+        .unwrap();
+    assert_eq!(c.incidents[0].status, IncidentStatus::Resolved);
+    assert_eq!(c.incidents[0].resolved_at, Some(at(6)));
+
+    // Resolve-any: the first resolved alert closes the incident.
+    cfg.policy.resolve = ResolvePolicy::Any;
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let (svc, _) = service_with(store, cfg);
+    svc.ingest(delivery(vec![a.clone(), b.clone()]), None)
+        .await
+        .unwrap();
+    let c = svc
+        .ingest(delivery(vec![resolved(&a, at(5)), b]), None)
+        .await
+        .unwrap();
+    assert_eq!(c.incidents[0].status, IncidentStatus::Resolved);
+}
+
+#[tokio::test]
+async fn reconciliation_resolves_lost_alerts_and_applies_unknown_ones() {
+    use axum::routing::get;
+    // A stand-in for Alertmanager's /api/v2/alerts: one active alert Watchpost never heard of.
+    let unknown = firing("Unknown", "critical", "edge", at(3));
+    let active = serde_json::json!([{
+        "fingerprint": unknown.fingerprint(), "labels": unknown.labels, "annotations": unknown.annotations,
+        "startsAt": unknown.starts_at, "endsAt": "2026-01-01T01:00:00Z", "updatedAt": "2026-01-01T00:03:00Z",
+        "generatorURL": "", "receivers": [{"name": "watchpost"}],
+        "status": {"state": "active", "silencedBy": [], "inhibitedBy": []}
+    }]);
+    let app = axum::Router::new().route(
+        "/api/v2/alerts",
+        get(move || async move { axum::Json(active) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let (svc, _) = service_with(store.clone(), config());
+    // Watchpost believes this one fires, but its resolve was lost (max_alerts truncation).
+    let lost = firing("Lost", "critical", "api", at(0));
+    svc.ingest(delivery(vec![lost.clone()]), None)
+        .await
+        .unwrap();
+    let reconciler =
+        watchpost_incident::reconcile::Reconciler::new(svc.clone(), format!("http://{addr}/"));
+    let report = reconciler.reconcile_once().await.unwrap();
+    assert_eq!((report.resolved, report.fired), (1, 1));
+    let all = store
+        .list(IncidentQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    let lost_incident = all
+        .iter()
+        .find(|i| i.alerts[0].fingerprint == lost.fingerprint())
+        .unwrap();
+    assert_eq!(lost_incident.status, IncidentStatus::Resolved);
+    assert!(
+        all.iter()
+            .any(|i| i.alerts[0].fingerprint == unknown.fingerprint()
+                && i.status == IncidentStatus::Triggered)
+    );
+    // A second round finds nothing to do.
+    assert_eq!(
+        reconciler.reconcile_once().await.unwrap(),
+        Default::default()
+    );
+}
