@@ -436,3 +436,106 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         );
     }
 }
+
+/// A restart in the middle of the outbox (the process dies after claiming, before recording):
+/// after the lease, a new process on the same SQLite file delivers each pending notification once,
+/// and nothing delivered before the restart is sent again. (The SIGKILL variant with the server
+/// binary lives in the server's tests.)
+#[tokio::test]
+async fn restart_mid_outbox_delivers_each_notification_once() {
+    let (addr, hook) = start_receiver(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("incidents.db");
+    let mut cfg = config();
+    cfg.policy
+        .routing
+        .routes
+        .insert(watchpost_core::Severity::Critical, vec![Channel::Webhook]);
+    let worker_cfg = OutboxWorkerConfig {
+        lease: Duration::from_millis(300),
+        batch: 2,
+        ..fast_worker_config()
+    };
+
+    // First process: three incidents; one delivered, two claimed when it "dies".
+    {
+        let store = Arc::new(
+            watchpost_incident::store::sqlite::SqliteStore::open(&path)
+                .await
+                .unwrap(),
+        );
+        let svc = IncidentService::builder(store.clone())
+            .config(cfg.clone())
+            .build();
+        for n in 0..3 {
+            svc.ingest(
+                delivery(vec![firing(
+                    &format!("Crash{n}"),
+                    "critical",
+                    "x",
+                    Utc::now(),
+                )]),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        let worker = OutboxWorker::new(
+            svc.clone(),
+            OutboxWorkerConfig {
+                batch: 1,
+                ..worker_cfg.clone()
+            },
+        )
+        .notifier(Arc::new(WebhookNotifier::new(
+            format!("http://{addr}/hook"),
+            b"hook-secret".to_vec(),
+        )));
+        assert_eq!(worker.run_once().await.unwrap(), 1);
+        // Claimed, never completed: the process is gone.
+        let claimed = store
+            .claim_outbox(Utc::now(), Duration::from_millis(300), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+    }
+    assert_eq!(hook.seen.lock().unwrap().len(), 1);
+
+    // Second process on the same file.
+    let store = Arc::new(
+        watchpost_incident::store::sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap(),
+    );
+    let svc = IncidentService::builder(store.clone()).config(cfg).build();
+    let worker = OutboxWorker::new(svc, worker_cfg).notifier(Arc::new(WebhookNotifier::new(
+        format!("http://{addr}/hook"),
+        b"hook-secret".to_vec(),
+    )));
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        0,
+        "leased entries wait for their lease"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    for _ in 0..3 {
+        worker.run_once().await.unwrap();
+    }
+    let seen = hook.seen.lock().unwrap();
+    let mut ids: Vec<String> = seen
+        .iter()
+        .map(|(_, _, b)| b["incident"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3, "each notification delivered once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        store
+            .outbox()
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.state == OutboxState::Delivered)
+    );
+}
