@@ -521,8 +521,10 @@ async fn restart_mid_outbox_delivers_each_notification_once() {
     for _ in 0..3 {
         worker.run_once().await.unwrap();
     }
-    let seen = hook.seen.lock().unwrap();
-    let mut ids: Vec<String> = seen
+    let mut ids: Vec<String> = hook
+        .seen
+        .lock()
+        .unwrap()
         .iter()
         .map(|(_, _, b)| b["incident"]["id"].as_str().unwrap().to_owned())
         .collect();
