@@ -16,6 +16,7 @@ use watchpost_core::{Problem, SharedClock};
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
 use crate::keys::ApiKeyStore;
+use crate::serve::StartupError;
 use crate::store::Stores;
 use crate::{keys_api, openapi};
 
@@ -32,30 +33,37 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Wall-clock time.
     pub clock: SharedClock,
+    /// Health checks and the readiness lifecycle.
+    pub health: watchpost_health::HealthRegistry,
 }
 
 impl AppState {
     /// State over opened `stores`.
-    pub fn new(config: Config, stores: Stores, clock: SharedClock) -> Self {
+    pub fn new(config: Config, stores: Stores, clock: SharedClock) -> Result<Self, StartupError> {
+        let health = crate::wiring::health::registry(&config, &stores)
+            .map_err(|e| StartupError::Serve(format!("cannot set up health checks: {e}")))?;
         let keys = crate::keys::store_for(&stores);
         let auth = Arc::new(Authenticator::new(
             config.root_api_key.as_deref(),
             keys.clone(),
             config.auth_cache_ttl,
         ));
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             stores,
             keys,
             auth,
             clock,
-        }
+            health,
+        })
     }
 }
 
 /// The complete OpenAPI document of what [`router`] serves.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::server_document()
+    let mut doc = openapi::server_document();
+    doc.merge(watchpost_health::openapi());
+    doc
 }
 
 /// The server's router: every endpoint and every layer.
@@ -71,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     Router::new()
         .merge(api)
+        .merge(state.health.router())
         .merge(openapi::routes(openapi_document()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -148,6 +148,24 @@ pub const SETTINGS: &[Setting] = &[
         "drain time for in-flight requests after SIGTERM or SIGINT"
     ),
     setting!(
+        "WATCHPOST_SHUTDOWN_DELAY_MS",
+        [],
+        "shutdown_delay_ms",
+        None,
+        "0",
+        false,
+        "after SIGTERM, how long readiness answers 503 while new connections are still accepted, before the drain"
+    ),
+    setting!(
+        "WATCHPOST_HEALTH_SHOW_DETAILS",
+        [],
+        "health_show_details",
+        None,
+        "when_authorized",
+        false,
+        "who sees check details in /health/detailed: never, when_authorized (root keys) or always"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -306,6 +324,10 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Drain time after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Readiness-off period before the drain.
+    pub shutdown_delay: Duration,
+    /// Who sees health check details.
+    pub health_show_details: watchpost_health::ShowDetails,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -328,6 +350,8 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("shutdown_delay", &self.shutdown_delay)
+            .field("health_show_details", &self.health_show_details)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -599,6 +623,20 @@ impl Config {
             20_000,
             "a number of milliseconds",
         )?);
+        let shutdown_delay = Duration::from_millis(parse_u64(
+            raw,
+            "WATCHPOST_SHUTDOWN_DELAY_MS",
+            0,
+            "a number of milliseconds",
+        )?);
+        let health_show_details = match raw.get("WATCHPOST_HEALTH_SHOW_DETAILS") {
+            None => watchpost_health::ShowDetails::default(),
+            Some(v) => {
+                v.0.trim()
+                    .parse()
+                    .map_err(|_| invalid(v, false, "expected never, when_authorized or always"))?
+            }
+        };
         let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
             None => LogFormat::Json,
             Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
@@ -626,6 +664,8 @@ impl Config {
             trusted_proxies,
             body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
             shutdown_grace,
+            shutdown_delay,
+            health_show_details,
             log_format,
             log_filter,
         })

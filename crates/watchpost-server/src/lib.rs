@@ -30,3 +30,4 @@ pub mod keys_api;
 pub mod openapi;
 pub mod serve;
 pub mod store;
+pub mod wiring;

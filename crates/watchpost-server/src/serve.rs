@@ -42,6 +42,9 @@ type Flush = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct Lifecycle {
     on_signal: Vec<Box<dyn FnOnce() + Send>>,
     flush: Vec<Flush>,
+    /// After the signal hooks ran, how long connections are still accepted (readiness failing)
+    /// before the listener closes and the drain starts.
+    pub shutdown_delay: Duration,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Lifecycle {
         f.debug_struct("Lifecycle")
             .field("on_signal", &self.on_signal.len())
             .field("flush", &self.flush.len())
+            .field("shutdown_delay", &self.shutdown_delay)
             .finish()
     }
 }
@@ -94,8 +98,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains for at most `grace` and runs the
-/// lifecycle's flushes. New connections are refused from the moment the signal arrives.
+/// Serves `app` on `listener` until `shutdown` resolves; runs the lifecycle's signal hooks, waits its
+/// shutdown delay, then stops accepting (new connections are refused), drains for at most `grace`
+/// and runs the flushes.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -105,10 +110,18 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let on_signal = std::mem::take(&mut lifecycle.on_signal);
+    let delay = lifecycle.shutdown_delay;
     let graceful = async move {
         shutdown.await;
         for f in on_signal {
             f();
+        }
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "readiness is failing; still accepting connections for the shutdown delay"
+            );
+            tokio::time::sleep(delay).await;
         }
         let _ = signalled_tx.send(());
     };
@@ -160,12 +173,14 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let listen = config.listen;
     let grace = config.shutdown_grace;
     let backend = stores.kind.as_str();
-    let state = AppState::new(config, stores, watchpost_core::SystemClock::shared());
+    let delay = config.shutdown_delay;
+    let state = AppState::new(config, stores, watchpost_core::SystemClock::shared())?;
     if !state.auth.has_root_key() && !state.keys.has_active_root().await.unwrap_or(false) {
         tracing::warn!(
             "no root key: root-only endpoints answer 401 to everyone; set WATCHPOST_ROOT_API_KEY or run `watchpost keys create --role root`"
         );
     }
+    let health = state.health.clone();
     let app = router(state);
     let listener = TcpListener::bind(listen)
         .await
@@ -176,13 +191,16 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let local = listener
         .local_addr()
         .map_err(|e| StartupError::Serve(e.to_string()))?;
+    let mut lifecycle = Lifecycle {
+        shutdown_delay: delay,
+        ..Lifecycle::default()
+    };
+    let on_signal = health.clone();
+    lifecycle.on_signal(move || on_signal.mark_shutting_down());
+    let flush = health.clone();
+    lifecycle.on_flush(move || async move { flush.shutdown().await });
+    // Migrations ran in `open_stores`: from here on the server is ready.
+    health.mark_started();
     tracing::info!(address = %local, store = backend, version = env!("CARGO_PKG_VERSION"), "watchpost listening");
-    serve(
-        listener,
-        app,
-        grace,
-        Lifecycle::default(),
-        shutdown_signal(),
-    )
-    .await
+    serve(listener, app, grace, lifecycle, shutdown_signal()).await
 }

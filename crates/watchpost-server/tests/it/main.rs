@@ -3,6 +3,7 @@
 
 mod auth_matrix;
 mod cli_process;
+mod health_wiring;
 mod keys_contract;
 mod openapi_doc;
 mod support;

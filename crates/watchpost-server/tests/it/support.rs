@@ -23,7 +23,7 @@ pub(crate) fn memory_config() -> Config {
 
 pub(crate) async fn app_state(config: Config) -> AppState {
     let stores = open_stores(&config).await.expect("stores open");
-    AppState::new(config, stores, watchpost_core::SystemClock::shared())
+    AppState::new(config, stores, watchpost_core::SystemClock::shared()).expect("state builds")
 }
 
 pub(crate) fn sqlite_config(dir: &Path) -> Config {

@@ -1,0 +1,4 @@
+//! Wiring of the feature crates into the server: one module per crate, each turning the server's
+//! configuration and stores into that crate's objects. No business logic lives here.
+
+pub mod health;
