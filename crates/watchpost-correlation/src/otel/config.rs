@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `OTEL_SDK_DISABLED` | `false` | `true` turns export off (ids and logs keep working) |
 //! | `OTEL_TRACES_EXPORTER` | `otlp` | `otlp` or `none` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | unset: no export | collector base URL (`/v1/traces` is appended for HTTP) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | unset: no export | collector base URL, `http://` only (`/v1/traces` is appended for HTTP) |
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | unset | full traces URL, used as is; wins over the above |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` (`_TRACES_PROTOCOL`) | `http/protobuf` | `grpc` or `http/protobuf` |
 //! | `OTEL_EXPORTER_OTLP_HEADERS` (`_TRACES_HEADERS`) | none | `key=value,key2=value2`, values URL-encoded |
@@ -323,18 +323,20 @@ fn signal_endpoint(protocol: OtlpProtocol, base: &str) -> String {
 }
 
 fn check_url(variable: &'static str, value: &str) -> Result<(), TelemetryError> {
-    let ok = value
-        .parse::<http::Uri>()
-        .ok()
-        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    let uri = value.parse::<http::Uri>().ok();
+    match uri.as_ref().map(|u| (u.scheme_str(), u.host().is_some())) {
+        Some((Some("http"), true)) => Ok(()),
+        // The exporters are built without TLS; failing here beats silently dropping every span.
+        Some((Some("https"), true)) => Err(invalid(
             variable,
             value,
-            "expected an http:// or https:// URL, for example http://otel-collector:4318",
-        ))
+            "https collector endpoints are not supported by this build (no TLS); send to a collector over http://, for example a local OpenTelemetry Collector sidecar",
+        )),
+        _ => Err(invalid(
+            variable,
+            value,
+            "expected an http:// URL, for example http://otel-collector:4318",
+        )),
     }
 }
 
@@ -594,6 +596,10 @@ mod tests {
             ),
             (
                 vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")],
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
             ),
             (
