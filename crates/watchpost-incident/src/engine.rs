@@ -72,6 +72,11 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Whether no incident, alert or notification changed (event keys alone may still be recorded).
+    pub fn is_noop(&self) -> bool {
+        self.incidents.is_empty() && self.alerts.is_empty() && self.outbox.is_empty()
+    }
+
     /// Whether nothing needs writing.
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()

@@ -176,7 +176,7 @@ async fn webhook(State(service): State<IncidentService>, request: Request<Body>)
     let alerts = payload.alerts.len();
     match service.ingest(payload, origin_of(&parts.extensions)).await {
         Ok(changes) => {
-            let outcome = if changes.is_empty() {
+            let outcome = if changes.is_noop() {
                 WebhookOutcome::Duplicate
             } else {
                 WebhookOutcome::Accepted

@@ -23,6 +23,9 @@ use crate::service::IncidentService;
 /// How often the worker re-reads the open incident counts for `watchpost_incidents_open`.
 const GAUGE_REFRESH: Duration = Duration::from_secs(15);
 
+/// How often the worker prunes old alert event keys.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct OutboxWorkerConfig {
@@ -40,6 +43,8 @@ pub struct OutboxWorkerConfig {
     pub backoff_max: Duration,
     /// Least time between two requests to the same channel (PagerDuty 120/min, Slack 1/s by default).
     pub min_interval: HashMap<Channel, Duration>,
+    /// How long alert event keys are kept for deduplication (default 7 days); pruned hourly.
+    pub event_retention: Duration,
 }
 
 impl Default for OutboxWorkerConfig {
@@ -55,6 +60,7 @@ impl Default for OutboxWorkerConfig {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(600),
             min_interval,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -227,10 +233,26 @@ impl OutboxWorker {
         let join = tokio::spawn(async move {
             // The open-incident gauge also reflects other replicas' changes: refresh it now and then.
             let mut gauge_refreshed = tokio::time::Instant::now() - GAUGE_REFRESH;
+            let mut pruned = tokio::time::Instant::now();
             loop {
                 if gauge_refreshed.elapsed() >= GAUGE_REFRESH {
                     self.service.refresh_open_gauge().await;
                     gauge_refreshed = tokio::time::Instant::now();
+                }
+                if pruned.elapsed() >= PRUNE_EVERY {
+                    let retention = chrono::Duration::from_std(self.config.event_retention)
+                        .unwrap_or(chrono::Duration::days(7));
+                    match self
+                        .service
+                        .store()
+                        .prune_events(self.service.now() - retention)
+                        .await
+                    {
+                        Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old alert event keys"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot prune alert event keys"),
+                    }
+                    pruned = tokio::time::Instant::now();
                 }
                 let worked = match self.run_once().await {
                     Ok(n) => n,

@@ -21,13 +21,13 @@ struct State {
     incidents: HashMap<String, Incident>,
     latest_by_key: HashMap<String, String>,
     alerts: HashMap<String, AlertRecord>,
-    events: HashSet<EventKey>,
+    events: HashMap<EventKey, DateTime<Utc>>,
     outbox: BTreeMap<String, OutboxEntry>,
     outbox_unique: HashSet<(String, u64, crate::model::Channel)>,
 }
 
 impl State {
-    fn write(&mut self, changes: &Changes) {
+    fn write(&mut self, changes: &Changes, now: DateTime<Utc>) {
         for incident in &changes.incidents {
             let newer = self
                 .latest_by_key
@@ -42,7 +42,8 @@ impl State {
         for alert in &changes.alerts {
             self.alerts.insert(alert.fingerprint.clone(), alert.clone());
         }
-        self.events.extend(changes.events.iter().cloned());
+        self.events
+            .extend(changes.events.iter().map(|e| (e.clone(), now)));
         for entry in &changes.outbox {
             let unique = (
                 entry.notification.incident.id.clone(),
@@ -99,10 +100,10 @@ impl IncidentStore for MemoryStore {
             }
             snapshot.seen = events
                 .into_iter()
-                .filter(|e| state.events.contains(e))
+                .filter(|e| state.events.contains_key(e))
                 .collect();
             let changes = engine::apply_delivery(&mut snapshot, &payload, &ctx);
-            state.write(&changes);
+            state.write(&changes, ctx.now);
             Ok(changes)
         })
     }
@@ -115,7 +116,7 @@ impl IncidentStore for MemoryStore {
     ) -> BoxFuture<'_, Result<(Incident, Changes), IncidentError>> {
         Box::pin(async move {
             let changes = engine::create_manual(&new, &actor, &ctx);
-            self.lock().write(&changes);
+            self.lock().write(&changes, ctx.now);
             let incident = changes.incidents[0].clone();
             Ok((incident, changes))
         })
@@ -136,7 +137,7 @@ impl IncidentStore for MemoryStore {
                 .cloned()
                 .ok_or_else(|| IncidentError::NotFound(id.clone()))?;
             let changes = engine::apply_op(&mut incident, &op, &actor, &ctx)?;
-            state.write(&changes);
+            state.write(&changes, ctx.now);
             Ok((incident, changes))
         })
     }
@@ -264,6 +265,15 @@ impl IncidentStore for MemoryStore {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn prune_events(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, IncidentError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let n = state.events.len();
+            state.events.retain(|_, at| *at >= before);
+            Ok((n - state.events.len()) as u64)
         })
     }
 

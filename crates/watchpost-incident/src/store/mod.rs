@@ -189,6 +189,10 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
 
     /// Every outbox entry, oldest first (operations and tests).
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>>;
+
+    /// Forgets alert event keys received before `before`; returns how many. Older redeliveries are
+    /// still recognised by the engine (an event older than the stored alert state changes nothing).
+    fn prune_events(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, IncidentError>>;
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -532,6 +532,19 @@ impl IncidentStore for PostgresStore {
         })
     }
 
+    fn prune_events(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, IncidentError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "DELETE FROM incident_alert_events WHERE received_ms < $1",
+                    &[&ms(before)],
+                )
+                .await
+                .map_err(unavailable)
+        })
+    }
+
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>> {
         Box::pin(async move {
             let client = self.client().await?;

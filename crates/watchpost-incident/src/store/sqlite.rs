@@ -484,6 +484,17 @@ impl IncidentStore for SqliteStore {
         }))
     }
 
+    fn prune_events(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, IncidentError>> {
+        Box::pin(self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM incident_alert_events WHERE received_ms < ?1",
+                [ms(before)],
+            )
+            .map(|n| n as u64)
+            .map_err(sql)
+        }))
+    }
+
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>> {
         Box::pin(self.run(|conn| {
             let mut stmt = conn

@@ -317,6 +317,25 @@ async fn contract(store: SharedStore) {
     assert!(states.contains(&(delivered.id().to_owned(), OutboxState::Delivered)));
     assert!(states.contains(&(failed.id().to_owned(), OutboxState::Failed)));
 
+    // Pruning event keys keeps deduplication: old redeliveries are stale for the engine.
+    let pruned = store
+        .prune_events(clock.now_for_tests() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(pruned > 0);
+    assert!(
+        svc.ingest(delivery(vec![a.clone()]), None)
+            .await
+            .unwrap()
+            .is_noop()
+    );
+    assert!(
+        svc.ingest(delivery(vec![resolved(&a, at(10))]), None)
+            .await
+            .unwrap()
+            .is_noop()
+    );
+
     // Maintenance mutes notifications but records everything and never swallows a resolve.
     let notified_first = firing("QueueStuck", "critical", "queue", at(200));
     let c = svc

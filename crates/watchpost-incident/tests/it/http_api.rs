@@ -221,6 +221,12 @@ impl IncidentStore for BrokenStore {
     fn outbox(&self) -> BoxFuture<'_, Result<Vec<OutboxEntry>, IncidentError>> {
         Box::pin(async { down() })
     }
+    fn prune_events(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'_, Result<u64, IncidentError>> {
+        Box::pin(async { down() })
+    }
 }
 
 #[tokio::test]
