@@ -117,6 +117,34 @@ async fn server_errors_are_grouped_by_route_and_listed_for_root_only() {
     assert!(groups[0]["firstSeen"].is_string() && groups[0]["lastSeen"].is_string());
 }
 
+#[tokio::test]
+async fn a_panic_in_a_spawned_task_is_logged_with_the_request_ids() {
+    watchpost_correlation::install_panic_hook();
+    let cap = LogCapture::new();
+    let telemetry = Telemetry::off(&OtelConfig::disabled("it"));
+    let _guard = tracing::subscriber::set_default(
+        subscriber(&LoggingConfig::default(), &telemetry, cap.clone()).unwrap(),
+    );
+    let app = app(&layer());
+    let (r, body) = send(
+        &app,
+        get_req("/background-panic", &[("x-request-id", "bg-1")]),
+    )
+    .await;
+    assert_eq!((r.status().as_u16(), body.as_str()), (200, "task failed"));
+    let lines = cap.json_lines();
+    let line = lines
+        .iter()
+        .find(|l| l["message"] == "exception" && l["request_id"] == "bg-1")
+        .unwrap_or_else(|| panic!("the background panic must not be silent: {lines:#?}"));
+    assert!(
+        line["exception.message"]
+            .as_str()
+            .unwrap()
+            .contains("background job 17")
+    );
+}
+
 async fn raw_get(addr: SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())

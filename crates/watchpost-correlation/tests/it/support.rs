@@ -81,6 +81,22 @@ pub(crate) fn app(layer: &CorrelationLayer) -> Router {
                 "unreachable for small n"
             }),
         )
+        .route(
+            "/background-panic",
+            get(|| async {
+                let joined = watchpost_correlation::spawn(async {
+                    if std::env::var_os("NEVER_SET_THIS").is_none() {
+                        panic!("background job 17 failed");
+                    }
+                })
+                .await;
+                if joined.is_err() {
+                    "task failed"
+                } else {
+                    "task ok"
+                }
+            }),
+        )
         .route("/echo", post(|body: String| async move { body }))
         .merge(layer.router())
         .layer(layer.clone())
