@@ -70,6 +70,32 @@ fn decisions(c: &mut Criterion) {
             black_box(l.try_check_now(&keys[i], &set, 1))
         })
     });
+    // The same store with a hand-moved clock: the decision without any clock read.
+    let manual = RateLimiter::builder()
+        .policies([requests_per(u64::from(BIG), Duration::from_secs(60))])
+        .clock(watchpost_ratelimit::MonotonicClock::manual())
+        .build()
+        .expect("valid policy");
+    let mset = manual.default_policies().clone();
+    g.bench_function("1t_10k_warm/watchpost_no_clock", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(manual.try_check_now(&keys[i], &mset, 1))
+        })
+    });
+    // The system clock read on every decision, for comparison with the default ticking clock.
+    let sys = RateLimiter::builder()
+        .policies([requests_per(u64::from(BIG), Duration::from_secs(60))])
+        .clock(watchpost_ratelimit::MonotonicClock::system())
+        .build()
+        .expect("valid policy");
+    let sset = sys.default_policies().clone();
+    g.bench_function("1t_10k_warm/watchpost_system_clock", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(sys.try_check_now(&keys[i], &sset, 1))
+        })
+    });
     let gov = governor();
     for k in &ips {
         let _ = gov.check_key(k);

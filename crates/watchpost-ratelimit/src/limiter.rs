@@ -131,7 +131,7 @@ impl fmt::Debug for RateLimiter {
 /// Builds a [`RateLimiter`].
 pub struct RateLimiterBuilder {
     config: RateLimitConfig,
-    clock: MonotonicClock,
+    clock: Option<MonotonicClock>,
     key_fn: Option<KeyFn>,
     on_deny: Option<DenialHook>,
     #[cfg(feature = "redis")]
@@ -228,10 +228,10 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// The clock decisions are made by (default: the system's monotonic clock).
+    /// The clock decisions are made by (default: [`MonotonicClock::ticking`]).
     #[must_use]
     pub fn clock(mut self, clock: MonotonicClock) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -305,12 +305,13 @@ impl RateLimiterBuilder {
             .iter()
             .map(|(t, p)| Ok((t.clone(), make(p)?)))
             .collect::<Result<Vec<_>, RateLimitError>>()?;
+        let clock = self.clock.unwrap_or_else(MonotonicClock::ticking);
         let local = Arc::new(LocalStore::new(c.max_keys));
         #[cfg(feature = "redis")]
         let backend = match self.redis {
             Some(r) => Backend::Redis(Arc::new(crate::redis_store::RedisStore::new(
                 r,
-                self.clock.clone(),
+                clock.clone(),
             )?)),
             None => Backend::Local(local),
         };
@@ -325,7 +326,7 @@ impl RateLimiterBuilder {
                 tenant_sets,
                 backend,
                 hasher: KeyHasher::random(),
-                clock: self.clock,
+                clock,
                 metrics,
                 key_fn: self.key_fn,
                 on_deny: self.on_deny,
@@ -339,7 +340,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             config: RateLimitConfig::default(),
-            clock: MonotonicClock::system(),
+            clock: None,
             key_fn: None,
             on_deny: None,
             #[cfg(feature = "redis")]
