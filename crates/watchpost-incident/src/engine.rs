@@ -324,6 +324,7 @@ impl Run<'_> {
             time_to_resolve_seconds: None,
             revision: 0,
             alerts: Vec::new(),
+            alert_count: 0,
             timeline: Vec::new(),
         };
         incident.push(at, self.actor.clone(), TimelineEvent::Triggered);
@@ -452,6 +453,11 @@ pub fn apply_delivery(
                 );
                 run.dirty(&key);
             }
+        }
+    }
+    for key in &run.dirty_keys {
+        if let Some(incident) = run.snapshot.incidents.get_mut(key) {
+            incident.alert_count = incident.alerts.len();
         }
     }
     let mut outbox = Vec::new();
@@ -639,6 +645,7 @@ pub fn create_manual(new: &NewIncident, actor: &Actor, ctx: &ApplyContext) -> Ch
         time_to_resolve_seconds: None,
         revision: 0,
         alerts: Vec::new(),
+        alert_count: 0,
         timeline: Vec::new(),
     };
     incident.push(now, actor.clone(), TimelineEvent::Triggered);

@@ -303,6 +303,9 @@ pub struct Incident {
     pub revision: u64,
     /// Its alerts.
     pub alerts: Vec<AlertRecord>,
+    /// How many alerts it has (kept in notification snapshots, whose alert list is left out).
+    #[serde(default)]
+    pub alert_count: usize,
     /// What happened, oldest first.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -321,6 +324,35 @@ impl Incident {
         self.alerts
             .iter_mut()
             .find(|a| a.fingerprint == fingerprint)
+    }
+
+    /// A copy without the alerts and the timeline (for notification snapshots).
+    pub(crate) fn clone_summary(&self) -> Incident {
+        Incident {
+            id: self.id.clone(),
+            key: self.key.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            severity: self.severity,
+            priority: self.priority,
+            service: self.service.clone(),
+            runbook_url: self.runbook_url.clone(),
+            status: self.status,
+            partial: self.partial,
+            muted: self.muted,
+            notified: self.notified,
+            source: self.source,
+            started_at: self.started_at,
+            acknowledged_at: self.acknowledged_at,
+            resolved_at: self.resolved_at,
+            updated_at: self.updated_at,
+            time_to_acknowledge_seconds: self.time_to_acknowledge_seconds,
+            time_to_resolve_seconds: self.time_to_resolve_seconds,
+            revision: self.revision,
+            alerts: Vec::new(),
+            alert_count: self.alerts.len(),
+            timeline: Vec::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, at: DateTime<Utc>, actor: Actor, event: TimelineEvent) {

@@ -83,9 +83,6 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
 }
 
-/// Timeline entries kept in a notification's incident snapshot.
-const SNAPSHOT_TIMELINE: usize = 5;
-
 impl Notification {
     pub(crate) fn new(
         kind: NotificationKind,
@@ -94,9 +91,17 @@ impl Notification {
         origin: Option<Origin>,
         now: DateTime<Utc>,
     ) -> Self {
-        let mut snapshot = incident.clone();
-        let cut = snapshot.timeline.len().saturating_sub(SNAPSHOT_TIMELINE);
-        snapshot.timeline.drain(..cut);
+        // A slim snapshot: outbox rows are many and long-lived; notifiers need the summary, the
+        // latest status update and the number of alerts, not every label and timeline entry.
+        let mut snapshot = Incident {
+            alerts: Vec::new(),
+            timeline: incident
+                .latest_update()
+                .map(|(entry, _, _)| vec![entry.clone()])
+                .unwrap_or_default(),
+            ..incident.clone_summary()
+        };
+        snapshot.alert_count = incident.alerts.len();
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             kind,

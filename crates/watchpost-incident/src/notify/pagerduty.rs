@@ -69,7 +69,7 @@ impl PagerDutyNotifier {
                 "component": i.service,
                 "custom_details": {
                     "priority": i.priority, "description": i.description, "incident_id": i.id,
-                    "alerts": i.alerts.len(), "partial": i.partial,
+                    "alerts": i.alert_count, "partial": i.partial,
                 },
             });
             event["client"] = json!("Watchpost");
