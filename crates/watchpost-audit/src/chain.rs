@@ -11,7 +11,7 @@ pub fn compute_hash(event: &AuditEvent) -> String {
     let _ = hex::decode_to_slice(&event.prev_hash, &mut prev);
     let mut h = Sha256::new();
     h.update(prev);
-    h.update(event.canonical_json().as_bytes());
+    h.update(event.canonical_bytes());
     hex::encode(h.finalize())
 }
 

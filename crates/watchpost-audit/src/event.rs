@@ -302,12 +302,17 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// The canonical JSON the hash covers: every field but `hash` and `prevHash`, keys sorted.
     pub fn canonical_json(&self) -> String {
+        String::from_utf8(self.canonical_bytes()).unwrap_or_default()
+    }
+
+    /// [`canonical_json`](Self::canonical_json) as bytes.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut v {
             map.remove("hash");
             map.remove("prevHash");
         }
-        canonical_string(&v)
+        canonical_bytes(&v)
     }
 
     /// The tenant this event belongs to.
@@ -516,38 +521,48 @@ fn sanitize(e: &mut AuditEvent) {
 
 /// Writes `v` canonically: object keys sorted by their UTF-8 bytes at every depth, no whitespace.
 pub fn canonical_string(v: &Value) -> String {
-    let mut out = String::with_capacity(256);
+    let bytes = canonical_bytes(v);
+    // serde_json writes valid UTF-8 only.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// [`canonical_string`] as bytes, without the intermediate strings (what the hash reads).
+pub fn canonical_bytes(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
     write_canonical(v, &mut out);
     out
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                // Writing a string or a scalar into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
