@@ -18,6 +18,7 @@ use watchpost_incident::{IncidentConfig, IncidentService};
 
 const TOKEN: &str = "bench-token";
 const ALERTS_PER_DELIVERY: u64 = 10;
+const CONCURRENT: u64 = 8;
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -127,7 +128,17 @@ fn webhook_throughput(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for (name, store) in stores {
         let url = rt.block_on(serve(store));
-        group.bench_function(name, |b| b.to_async(&rt).iter(|| post(&client, &url)));
+        group.throughput(Throughput::Elements(ALERTS_PER_DELIVERY));
+        group.bench_function(format!("{name}/sequential"), |b| {
+            b.to_async(&rt).iter(|| post(&client, &url))
+        });
+        // Eight deliveries in flight at once, as several Alertmanager groups (and peers) send.
+        group.throughput(Throughput::Elements(ALERTS_PER_DELIVERY * CONCURRENT));
+        group.bench_function(format!("{name}/concurrent"), |b| {
+            b.to_async(&rt).iter(|| {
+                futures_util::future::join_all((0..CONCURRENT).map(|_| post(&client, &url)))
+            })
+        });
         // Latency under sequential load: p50/p99 of 300 deliveries.
         let mut samples: Vec<Duration> = rt.block_on(async {
             let mut s = Vec::with_capacity(300);
