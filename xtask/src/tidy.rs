@@ -143,6 +143,29 @@ pub(crate) fn config_variables(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The `OTEL_*` variables watchpost-correlation reads (string literals in its sources).
+pub(crate) fn otel_variables(root: &Path) -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&root.join("crates/watchpost-correlation/src"), &mut files);
+    let mut vars = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for rest in text.split("\"OTEL_").skip(1) {
+            let Some(name) = rest.split('"').next() else {
+                continue;
+            };
+            let full = format!("OTEL_{name}");
+            if !name.is_empty()
+                && !full.ends_with('_')
+                && full.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            {
+                vars.insert(full);
+            }
+        }
+    }
+    vars
+}
+
 /// The variables in the first column of the tables in `docs/configuration.md` (`| \`VAR\` | ...`).
 pub(crate) fn documented_variables(root: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap_or_default();
@@ -159,7 +182,8 @@ pub(crate) fn documented_variables(root: &Path) -> BTreeSet<String> {
 
 /// Differences between the configuration table in code and in the docs.
 pub(crate) fn config_doc_drift(root: &Path) -> Vec<String> {
-    let code = config_variables(root);
+    let mut code = config_variables(root);
+    code.extend(otel_variables(root));
     let docs = documented_variables(root);
     let mut drift: Vec<String> = code
         .difference(&docs)

@@ -9,7 +9,6 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use watchpost_core::{Problem, SharedClock};
 
@@ -35,19 +34,52 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Health checks and the readiness lifecycle.
     pub health: watchpost_health::HealthRegistry,
+    /// Metrics registry, HTTP layer and endpoints.
+    pub metrics: watchpost_metrics::Metrics,
+    /// Request ids, trace context, the request log line and error groups.
+    pub correlation: watchpost_correlation::CorrelationLayer,
+}
+
+fn setup_error(what: &str, e: impl std::fmt::Display) -> StartupError {
+    StartupError::Serve(format!("cannot set up {what}: {e}"))
 }
 
 impl AppState {
-    /// State over opened `stores`.
+    /// State over opened `stores`, with the default trace propagators (W3C trace context and baggage).
     pub fn new(config: Config, stores: Stores, clock: SharedClock) -> Result<Self, StartupError> {
+        Self::with_propagators(
+            config,
+            stores,
+            clock,
+            watchpost_correlation::Propagators::default(),
+        )
+    }
+
+    /// State over opened `stores`, propagating trace context with `propagators` (from `OTEL_PROPAGATORS`).
+    pub fn with_propagators(
+        config: Config,
+        stores: Stores,
+        clock: SharedClock,
+        propagators: watchpost_correlation::Propagators,
+    ) -> Result<Self, StartupError> {
         let health = crate::wiring::health::registry(&config, &stores)
-            .map_err(|e| StartupError::Serve(format!("cannot set up health checks: {e}")))?;
+            .map_err(|e| setup_error("health checks", e))?;
+        let metrics =
+            crate::wiring::metrics::metrics(&config).map_err(|e| setup_error("metrics", e))?;
+        crate::wiring::metrics::export_health(&metrics, &health);
+        let attempts = crate::wiring::metrics::auth_attempts(&metrics)
+            .map_err(|e| setup_error("metrics", e))?;
+        let correlation = crate::wiring::correlation::layer(&config, propagators, clock.clone());
+        crate::wiring::metrics::export(&metrics, |registry| correlation.register_metrics(registry));
         let keys = crate::keys::store_for(&stores);
-        let auth = Arc::new(Authenticator::new(
-            config.root_api_key.as_deref(),
-            keys.clone(),
-            config.auth_cache_ttl,
-        ));
+        let auth = Arc::new(
+            Authenticator::new(
+                config.root_api_key.as_deref(),
+                keys.clone(),
+                config.auth_cache_ttl,
+            )
+            .with_attempt_observer(attempts),
+        );
         Ok(Self {
             config: Arc::new(config),
             stores,
@@ -55,6 +87,8 @@ impl AppState {
             auth,
             clock,
             health,
+            metrics,
+            correlation,
         })
     }
 }
@@ -63,6 +97,8 @@ impl AppState {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = openapi::server_document();
     doc.merge(watchpost_health::openapi());
+    doc.merge(watchpost_metrics::openapi());
+    doc.merge(watchpost_correlation::openapi());
     doc
 }
 
@@ -80,22 +116,21 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(state.health.router())
+        .merge(state.metrics.router())
+        .merge(state.correlation.router())
         .merge(openapi::routes(openapi_document()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // `Router::layer` wraps every route after routing, so `MatchedPath` is visible to the layers.
+        // `Router::layer` wraps every route (and the fallbacks) after routing, so every layer sees
+        // `MatchedPath`. Layers are added innermost first; a request meets them in the reverse order:
+        // correlation, metrics, body limit, auth, problem bodies, handler. Panics are caught by the
+        // correlation layer (500 problem+json with the request id, grouped in /errors).
         .layer(middleware::from_fn_with_state(limit, problem_bodies))
         .layer(AuthLayer::new(state.auth.clone()))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                // The panic message may hold data; it goes to nobody but the log of the correlation layer.
-                Problem::internal()
-                    .to_http_response()
-                    .map(axum::body::Body::from)
-            },
-        ))
+        .layer(state.metrics.layer())
+        .layer(state.correlation.clone())
 }
 
 async fn route_not_found(request: Request) -> Response {

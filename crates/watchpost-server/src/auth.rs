@@ -34,16 +34,18 @@ pub struct AuthCounters {
 }
 
 impl AuthCounters {
-    fn count(&self, outcome: &Outcome) {
-        let c = match outcome {
-            Outcome::Ok(_) => &self.success,
-            Outcome::Refused(AuthFailure::Malformed) => &self.malformed,
-            Outcome::Refused(AuthFailure::Unknown) => &self.unknown,
-            Outcome::Refused(AuthFailure::Revoked) => &self.revoked,
-            Outcome::Refused(AuthFailure::Missing) => return,
-            Outcome::StoreError => &self.error,
+    /// Counts `outcome`; its result label, or `None` when it is not an attempt.
+    fn count(&self, outcome: &Outcome) -> Option<&'static str> {
+        let (c, label) = match outcome {
+            Outcome::Ok(_) => (&self.success, "success"),
+            Outcome::Refused(AuthFailure::Malformed) => (&self.malformed, "malformed"),
+            Outcome::Refused(AuthFailure::Unknown) => (&self.unknown, "unknown"),
+            Outcome::Refused(AuthFailure::Revoked) => (&self.revoked, "revoked"),
+            Outcome::Refused(AuthFailure::Missing) => return None,
+            Outcome::StoreError => (&self.error, "error"),
         };
         c.fetch_add(1, Ordering::Relaxed);
+        Some(label)
     }
 
     /// `(result, count)` pairs: success, malformed, unknown, revoked, error.
@@ -73,7 +75,11 @@ pub struct Authenticator {
     counters: Arc<AuthCounters>,
     skip_exact: Vec<String>,
     skip_prefixes: Vec<String>,
+    on_attempt: Option<AttemptObserver>,
 }
+
+/// Called with the result label of every authentication attempt (for metrics).
+pub type AttemptObserver = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,7 +110,15 @@ impl Authenticator {
             counters: Arc::new(AuthCounters::default()),
             skip_exact: vec!["/metrics".to_owned()],
             skip_prefixes: vec!["/webhooks/".to_owned()],
+            on_attempt: None,
         }
+    }
+
+    /// Also reports every attempt's result label to `observer`.
+    #[must_use]
+    pub fn with_attempt_observer(mut self, observer: AttemptObserver) -> Self {
+        self.on_attempt = Some(observer);
+        self
     }
 
     /// The attempt counters.
@@ -185,7 +199,10 @@ impl Authenticator {
             Credential::Invalid => Outcome::Refused(AuthFailure::Malformed),
             Credential::Key(key) => self.check(&key).await,
         };
-        self.counters.count(&presented);
+        let label = self.counters.count(&presented);
+        if let (Some(observe), Some(label)) = (&self.on_attempt, label) {
+            observe(label);
+        }
         match presented {
             Outcome::Ok(principal) => {
                 if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
@@ -309,7 +326,13 @@ where
         let auth = self.auth.clone();
         Box::pin(async move {
             auth.authenticate(&mut request).await;
-            inner.call(request).await
+            let principal = request.extensions().get::<Principal>().cloned();
+            let mut response = inner.call(request).await?;
+            // Outer layers (the request log line, audit) learn who called from the response.
+            if let Some(principal) = principal {
+                response.extensions_mut().insert(principal);
+            }
+            Ok(response)
         })
     }
 }

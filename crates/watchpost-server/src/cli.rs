@@ -77,19 +77,16 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(config: &Config, to_stderr: bool) {
+/// Logging for the one-shot commands: to stderr, so stdout carries only their output.
+fn init_command_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match (config.log_format, to_stderr) {
-        (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Json, true) => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stderr)
-            .try_init(),
-        (LogFormat::Pretty, false) => builder.try_init(),
-        (LogFormat::Pretty, true) => builder.with_writer(std::io::stderr).try_init(),
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
     };
     // A subscriber installed already (tests) is fine.
     drop(result);
@@ -120,13 +117,21 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     let command = cli.command.unwrap_or(Command::Serve);
-    init_logging(&config, !matches!(command, Command::Serve));
+    if !matches!(command, Command::Serve) {
+        init_command_logging(&config);
+    }
     runtime.block_on(async move {
         match command {
-            Command::Serve => match serve::run(config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            },
+            Command::Serve => {
+                let telemetry = match crate::wiring::correlation::init_telemetry(&config) {
+                    Ok(t) => t,
+                    Err(e) => return fail(e),
+                };
+                match serve::run(config, telemetry).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            }
             Command::Migrate => match serve::open_stores(&config).await {
                 Ok(stores) => {
                     println!("migrations applied to the {} store", stores.kind.as_str());

@@ -166,6 +166,33 @@ pub const SETTINGS: &[Setting] = &[
         "who sees check details in /health/detailed: never, when_authorized (root keys) or always"
     ),
     setting!(
+        "WATCHPOST_METRICS_TOKEN",
+        [],
+        "metrics_token",
+        None,
+        "none",
+        true,
+        "when set, GET /metrics requires `Authorization: Bearer <token>` (or a root key)"
+    ),
+    setting!(
+        "WATCHPOST_METRICS_NAMING",
+        [],
+        "metrics_naming",
+        None,
+        "otel",
+        false,
+        "HTTP metric names: otel (OpenTelemetry semantic conventions), legacy (http_requests_total and friends) or both"
+    ),
+    setting!(
+        "WATCHPOST_METRICS_MAX_SERIES",
+        [],
+        "metrics_max_series",
+        None,
+        "2000",
+        false,
+        "most series per metric family; further label sets fold into one overflow series"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -267,14 +294,8 @@ impl StoreKind {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable, for a terminal.
-    Pretty,
-}
+/// Log output format (JSON lines or pretty), shared with watchpost-correlation.
+pub use watchpost_correlation::LogFormat;
 
 /// Values given on the command line; `None` leaves the other sources in charge.
 #[derive(Debug, Clone, Default)]
@@ -328,6 +349,12 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// Who sees health check details.
     pub health_show_details: watchpost_health::ShowDetails,
+    /// Bearer token required by `/metrics`.
+    pub metrics_token: Option<String>,
+    /// HTTP metric naming.
+    pub metrics_naming: watchpost_metrics::HttpNaming,
+    /// Most series per metric family.
+    pub metrics_max_series: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -352,6 +379,12 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("shutdown_delay", &self.shutdown_delay)
             .field("health_show_details", &self.health_show_details)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field("metrics_naming", &self.metrics_naming)
+            .field("metrics_max_series", &self.metrics_max_series)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -637,6 +670,41 @@ impl Config {
                     .map_err(|_| invalid(v, false, "expected never, when_authorized or always"))?
             }
         };
+        let metrics_token = match raw.get("WATCHPOST_METRICS_TOKEN") {
+            None => None,
+            Some(v) if v.0.trim().is_empty() => None,
+            Some(v) if v.0.len() < 16 => {
+                return Err(invalid(
+                    v,
+                    true,
+                    "the metrics token must be at least 16 characters",
+                ));
+            }
+            Some(v) => Some(v.0.trim().to_owned()),
+        };
+        let metrics_naming = match raw.get("WATCHPOST_METRICS_NAMING") {
+            None => watchpost_metrics::HttpNaming::OpenTelemetry,
+            Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
+                "otel" | "opentelemetry" => watchpost_metrics::HttpNaming::OpenTelemetry,
+                "legacy" => watchpost_metrics::HttpNaming::Legacy,
+                "both" => watchpost_metrics::HttpNaming::Both,
+                _ => return Err(invalid(v, false, "expected otel, legacy or both")),
+            },
+        };
+        let metrics_max_series = parse_u64(
+            raw,
+            "WATCHPOST_METRICS_MAX_SERIES",
+            2000,
+            "a number of series",
+        )?;
+        if !(1..=1_000_000).contains(&metrics_max_series) {
+            return Err(invalid(
+                raw.get("WATCHPOST_METRICS_MAX_SERIES")
+                    .expect("set when out of range"),
+                false,
+                "expected a number of series from 1 to 1000000",
+            ));
+        }
         let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
             None => LogFormat::Json,
             Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
@@ -666,6 +734,9 @@ impl Config {
             shutdown_grace,
             shutdown_delay,
             health_show_details,
+            metrics_token,
+            metrics_naming,
+            metrics_max_series: metrics_max_series as usize,
             log_format,
             log_filter,
         })

@@ -125,7 +125,7 @@ pub fn validate_create(body: CreateKey) -> Result<(String, Option<String>, Role)
 
 /// The caller's identity.
 #[utoipa::path(get, path = "/auth/whoami", tag = "auth",
-    security(("bearer" = []), ("apiKey" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses((status = 200, body = WhoAmI), (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn whoami(parts: Parts) -> Response {
     match authorize(&parts.extensions, Access::AnyKey) {
@@ -142,7 +142,7 @@ pub async fn whoami(parts: Parts) -> Response {
 
 /// Every API key (root only); secrets are never shown.
 #[utoipa::path(get, path = "/auth/keys", tag = "auth",
-    security(("bearer" = []), ("apiKey" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses((status = 200, body = [KeyView]),
         (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, body = crate::openapi::ProblemDoc, content_type = "application/problem+json")))]
@@ -158,7 +158,7 @@ pub async fn list_keys(State(state): State<AppState>, parts: Parts) -> Response 
 
 /// Creates a key (root only); the response holds the secret, once.
 #[utoipa::path(post, path = "/auth/keys", tag = "auth", request_body = CreateKey,
-    security(("bearer" = []), ("apiKey" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses((status = 201, body = CreatedKey),
         (status = 400, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -202,7 +202,7 @@ pub async fn create_key(
 /// Revokes a key (root only); revoking twice is not an error.
 #[utoipa::path(delete, path = "/auth/keys/{id}", tag = "auth",
     params(("id" = String, Path, description = "the key id")),
-    security(("bearer" = []), ("apiKey" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses((status = 204, description = "revoked"),
         (status = 401, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),

@@ -35,13 +35,30 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        // One name per credential, shared by every crate's annotations.
         components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Watchpost API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`."))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
-            "apiKey",
+            "api_key_header",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "alertmanager_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "WATCHPOST_ALERTMANAGER_TOKEN, sent by Alertmanager's http_config.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

@@ -167,14 +167,28 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StartupError> {
     Ok(stores)
 }
 
-/// The whole `watchpost serve`: stores, state, router, listener, signals.
-pub async fn run(config: Config) -> Result<(), StartupError> {
+/// How long span export may take to flush at shutdown.
+const TELEMETRY_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The whole `watchpost serve`: stores, state, router, listener, signals; `telemetry` is flushed at the end.
+pub async fn run(
+    config: Config,
+    telemetry: watchpost_correlation::Telemetry,
+) -> Result<(), StartupError> {
     let stores = open_stores(&config).await?;
     let listen = config.listen;
     let grace = config.shutdown_grace;
     let backend = stores.kind.as_str();
     let delay = config.shutdown_delay;
-    let state = AppState::new(config, stores, watchpost_core::SystemClock::shared())?;
+    let state = AppState::with_propagators(
+        config,
+        stores,
+        watchpost_core::SystemClock::shared(),
+        telemetry.propagators(),
+    )?;
+    crate::wiring::metrics::export(&state.metrics, |registry| {
+        telemetry.register_metrics(registry)
+    });
     if !state.auth.has_root_key() && !state.keys.has_active_root().await.unwrap_or(false) {
         tracing::warn!(
             "no root key: root-only endpoints answer 401 to everyone; set WATCHPOST_ROOT_API_KEY or run `watchpost keys create --role root`"
@@ -199,6 +213,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     lifecycle.on_signal(move || on_signal.mark_shutting_down());
     let flush = health.clone();
     lifecycle.on_flush(move || async move { flush.shutdown().await });
+    lifecycle.on_flush(move || async move {
+        if let Err(e) = telemetry.shutdown(TELEMETRY_FLUSH_DEADLINE).await {
+            tracing::warn!(error = %e, "span export did not flush before its deadline");
+        }
+    });
     // Migrations ran in `open_stores`: from here on the server is ready.
     health.mark_started();
     tracing::info!(address = %local, store = backend, version = env!("CARGO_PKG_VERSION"), "watchpost listening");

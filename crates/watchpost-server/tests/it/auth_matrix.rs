@@ -7,8 +7,12 @@ use watchpost_server::keys::generate;
 
 use crate::support::{ROOT_KEY, app_state, call, get, memory_config, post_json};
 
+/// The request id every case sends, echoed in every problem body.
+const REQUEST_ID: &str = "auth-matrix-1";
+
 fn problem(status: u16, reason: Option<&str>, detail: &str, instance: &str) -> serde_json::Value {
     let mut v = json!({
+        "requestId": REQUEST_ID,
         "type": if status == 401 { "urn:watchpost:problem:unauthorized" } else { "urn:watchpost:problem:forbidden" },
         "title": if status == 401 { "Unauthorized" } else { "Forbidden" },
         "status": status,
@@ -94,7 +98,8 @@ async fn every_credential_gets_the_exact_answer() {
         (vec![("x-api-key", ROOT_KEY.to_owned())], 200, None),
     ];
     for (headers, status, body) in cases {
-        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hs.push(("x-request-id", REQUEST_ID));
         let (got_status, got_headers, got_body) = call(&state, get("/auth/keys", &hs)).await;
         assert_eq!(got_status.as_u16(), status, "{headers:?}: {got_body}");
         match body {

@@ -5,5 +5,6 @@ mod auth_matrix;
 mod cli_process;
 mod health_wiring;
 mod keys_contract;
+mod observability;
 mod openapi_doc;
 mod support;
