@@ -10,27 +10,37 @@ enum PolicyResult {
     #[default]
     Empty,
     Raw {
-        counts: WindowCounts,
-        limit: u64,
+        prev: u32,
+        cur: u32,
+        limit: u32,
         window_ms: u64,
         elapsed: u64,
-        cost: u64,
     },
     Done(WindowVerdict),
 }
 
 impl PolicyResult {
     #[inline]
-    fn verdict(&self) -> WindowVerdict {
+    fn verdict(&self, cost: u64) -> WindowVerdict {
         match *self {
             PolicyResult::Empty => WindowVerdict::default(),
             PolicyResult::Raw {
-                counts,
+                prev,
+                cur,
                 limit,
                 window_ms,
                 elapsed,
+            } => evaluate(
+                WindowCounts {
+                    window: 0,
+                    cur,
+                    prev,
+                },
+                u64::from(limit),
+                window_ms,
+                elapsed,
                 cost,
-            } => evaluate(counts, limit, window_ms, elapsed, cost),
+            ),
             PolicyResult::Done(v) => v,
         }
     }
@@ -50,6 +60,7 @@ pub enum Degraded {
 pub struct Decision {
     allowed: bool,
     len: u8,
+    cost: u64,
     results: [PolicyResult; MAX_POLICIES_PER_SET],
     degraded: Option<Degraded>,
 }
@@ -69,6 +80,7 @@ impl Decision {
         Self {
             allowed: true,
             len: 0,
+            cost: 0,
             results: [PolicyResult::Empty; MAX_POLICIES_PER_SET],
             degraded: None,
         }
@@ -95,18 +107,19 @@ impl Decision {
     ) {
         if usize::from(self.len) < MAX_POLICIES_PER_SET {
             self.results[usize::from(self.len)] = PolicyResult::Raw {
-                counts,
-                limit,
+                prev: counts.prev,
+                cur: counts.cur,
+                // Policies are validated to limits below 2^32.
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 window_ms,
                 elapsed,
-                cost,
             };
+            self.cost = cost;
             self.len += 1;
             self.allowed &= allowed;
         }
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis store degrades
     /// A decision the store did not make: every policy reported with its full limit unknown
     /// (remaining 0, reset 0) and the outcome set by the failure mode.
     pub(crate) fn degraded(policies: usize, mode: Degraded, retry_ms: u64) -> Self {
@@ -131,9 +144,10 @@ impl Decision {
 
     /// Each policy's verdict, in the order of the policy set.
     pub fn verdicts(&self) -> impl ExactSizeIterator<Item = WindowVerdict> + Clone + '_ {
+        let cost = self.cost;
         self.results[..usize::from(self.len)]
             .iter()
-            .map(PolicyResult::verdict)
+            .map(move |r| r.verdict(cost))
     }
 
     /// Set when the store could not decide and the failure mode did.
