@@ -16,6 +16,8 @@ enum PolicyResult {
         window_ms: u64,
         elapsed: u64,
     },
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    // only the Redis store reports finished verdicts
     Done(WindowVerdict),
 }
 
@@ -86,6 +88,7 @@ impl Decision {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis store reports finished verdicts
     pub(crate) fn push(&mut self, v: WindowVerdict) {
         if usize::from(self.len) < MAX_POLICIES_PER_SET {
             self.results[usize::from(self.len)] = PolicyResult::Done(v);
@@ -122,6 +125,7 @@ impl Decision {
 
     /// A decision the store did not make: every policy reported with its full limit unknown
     /// (remaining 0, reset 0) and the outcome set by the failure mode.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis store degrades
     pub(crate) fn degraded(policies: usize, mode: Degraded, retry_ms: u64) -> Self {
         let mut d = Self::empty();
         let allowed = mode == Degraded::FailOpen;
