@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: watchpost_metrics::Metrics,
     /// Request ids, trace context, the request log line and error groups.
     pub correlation: watchpost_correlation::CorrelationLayer,
+    /// The audit trail writer.
+    pub auditor: watchpost_audit::Auditor,
 }
 
 fn setup_error(what: &str, e: impl std::fmt::Display) -> StartupError {
@@ -71,6 +73,9 @@ impl AppState {
             .map_err(|e| setup_error("metrics", e))?;
         let correlation = crate::wiring::correlation::layer(&config, propagators, clock.clone());
         crate::wiring::metrics::export(&metrics, |registry| correlation.register_metrics(registry));
+        let auditor = crate::wiring::audit::auditor(&config, &stores, clock.clone())
+            .map_err(|e| setup_error("the audit trail", e))?;
+        crate::wiring::metrics::export(&metrics, |registry| auditor.register_metrics(registry));
         let keys = crate::keys::store_for(&stores);
         let auth = Arc::new(
             Authenticator::new(
@@ -89,6 +94,7 @@ impl AppState {
             health,
             metrics,
             correlation,
+            auditor,
         })
     }
 }
@@ -99,6 +105,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(watchpost_health::openapi());
     doc.merge(watchpost_metrics::openapi());
     doc.merge(watchpost_correlation::openapi());
+    doc.merge(watchpost_audit::openapi());
     doc
 }
 
@@ -118,14 +125,16 @@ pub fn router(state: AppState) -> Router {
         .merge(state.health.router())
         .merge(state.metrics.router())
         .merge(state.correlation.router())
+        .merge(crate::wiring::audit::router(&state.config, &state.auditor))
         .merge(openapi::routes(openapi_document()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `Router::layer` wraps every route (and the fallbacks) after routing, so every layer sees
         // `MatchedPath`. Layers are added innermost first; a request meets them in the reverse order:
-        // correlation, metrics, body limit, auth, problem bodies, handler. Panics are caught by the
-        // correlation layer (500 problem+json with the request id, grouped in /errors).
+        // correlation, metrics, body limit, auth, audit, problem bodies, handler. Panics are caught by
+        // the correlation layer (500 problem+json with the request id, grouped in /errors).
         .layer(middleware::from_fn_with_state(limit, problem_bodies))
+        .layer(crate::wiring::audit::layer(&state.config, &state.auditor))
         .layer(AuthLayer::new(state.auth.clone()))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))

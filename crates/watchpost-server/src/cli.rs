@@ -47,6 +47,19 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify every stream's hash chain and signed checkpoints; exit 1 when anything is wrong.
+    Verify {
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +154,7 @@ pub fn main() -> ExitCode {
             },
             Command::CheckConfig => check_config(&config, &raw).await,
             Command::Keys(k) => keys_command(config, k).await,
+            Command::Audit(AuditCommand::Verify { json }) => audit_verify(config, json).await,
         }
     })
 }
@@ -158,6 +172,59 @@ async fn check_config(config: &Config, raw: &RawValues) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+async fn audit_verify(config: Config, json: bool) -> ExitCode {
+    let stores = match serve::open_stores(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let signer = match crate::wiring::audit::audit_config(&config).load_signer() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot load the audit signing key: {e}")),
+    };
+    let options = crate::wiring::audit::verify_options(&config, signer.public_key_hex());
+    let store = crate::wiring::audit::store(&stores);
+    let report = match watchpost_audit::verify(store.as_ref(), &options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("watchpost: error: verification could not read the trail: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{}: {} events, {} checkpoints, {} streams, in {} ms",
+            if report.ok { "ok" } else { "FAILED" },
+            report.events_checked,
+            report.checkpoints_checked,
+            report.streams.len(),
+            report.duration_ms
+        );
+        for stream in &report.streams {
+            println!(
+                "  {} {}: {} events{}",
+                if stream.ok { "ok    " } else { "FAILED" },
+                stream.stream,
+                stream.events,
+                if stream.ok {
+                    String::new()
+                } else {
+                    format!(": {}", serde_json::to_string(stream).unwrap_or_default())
+                }
+            );
+        }
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -193,6 +193,96 @@ pub const SETTINGS: &[Setting] = &[
         "most series per metric family; further label sets fold into one overflow series"
     ),
     setting!(
+        "WATCHPOST_AUDIT_MODE",
+        [],
+        "audit_mode",
+        None,
+        "blocking",
+        false,
+        "how mutating requests are audited: fail_closed (recorded durably before the handler runs, else 503), blocking (the response waits until the event is durable) or async (bounded queue in front of the durable spool)"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_SIGNING_KEY",
+        [],
+        "audit_signing_key",
+        None,
+        "none",
+        true,
+        "Ed25519 seed (64 hex characters) that signs audit checkpoints; when unset, one is generated into the data dir on first start"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_REDACTION_KEY",
+        [],
+        "audit_redaction_key",
+        None,
+        "none",
+        true,
+        "HMAC key for redacted secret fields; when unset, the signing seed is used"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_TRUSTED_KEYS",
+        [],
+        "audit_trusted_keys",
+        None,
+        "none",
+        false,
+        "comma-separated public keys (hex) whose checkpoints verification trusts besides this instance's own (other replicas, rotated keys)"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_SPOOL_MAX_BYTES",
+        [],
+        "audit_spool_max_bytes",
+        None,
+        "1073741824",
+        false,
+        "size cap of the durable spool used while the database is unreachable"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_CHECKPOINT_EVERY",
+        [],
+        "audit_checkpoint_every",
+        None,
+        "10000",
+        false,
+        "sign a checkpoint after this many events"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_CHECKPOINT_INTERVAL_MS",
+        [],
+        "audit_checkpoint_interval_ms",
+        None,
+        "60000",
+        false,
+        "sign a checkpoint at least this often, also when idle"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_CONSOLE",
+        [],
+        "audit_console",
+        None,
+        "false",
+        false,
+        "also write every audit event as a JSON line on stdout"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_FILE_DIR",
+        [],
+        "audit_file_dir",
+        None,
+        "none",
+        false,
+        "also write audit events as JSON lines into daily files in this directory (fsync per batch)"
+    ),
+    setting!(
+        "WATCHPOST_AUDIT_FILE_RETENTION_DAYS",
+        [],
+        "audit_file_retention_days",
+        None,
+        "0",
+        false,
+        "delete audit files older than this many days (0 keeps them)"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -297,6 +387,172 @@ impl StoreKind {
 /// Log output format (JSON lines or pretty), shared with watchpost-correlation.
 pub use watchpost_correlation::LogFormat;
 
+/// The audit trail's settings.
+#[derive(Clone)]
+pub struct AuditSettings {
+    /// Delivery mode for mutating requests.
+    pub mode: watchpost_audit::DeliveryMode,
+    /// Checkpoint signing seed (hex).
+    pub signing_key: Option<String>,
+    /// Redaction HMAC key.
+    pub redaction_key: Option<String>,
+    /// Extra trusted checkpoint public keys.
+    pub trusted_keys: Vec<String>,
+    /// Spool size cap.
+    pub spool_max_bytes: u64,
+    /// Checkpoint every this many events.
+    pub checkpoint_every: u64,
+    /// Checkpoint at least this often.
+    pub checkpoint_interval: Duration,
+    /// Console sink on.
+    pub console: bool,
+    /// File sink directory.
+    pub file_dir: Option<PathBuf>,
+    /// File sink retention.
+    pub file_retention_days: u32,
+}
+
+impl fmt::Debug for AuditSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditSettings")
+            .field("mode", &self.mode)
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "<set>"))
+            .field(
+                "redaction_key",
+                &self.redaction_key.as_ref().map(|_| "<set>"),
+            )
+            .field("trusted_keys", &self.trusted_keys)
+            .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("console", &self.console)
+            .field("file_dir", &self.file_dir)
+            .field("file_retention_days", &self.file_retention_days)
+            .finish()
+    }
+}
+
+fn parse_bool(raw: &RawValues, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match raw.get(var) {
+        None => Ok(default),
+        Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(invalid(v, false, "expected true or false")),
+        },
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn audit_settings(raw: &RawValues) -> Result<AuditSettings, ConfigError> {
+    let mode = match raw.get("WATCHPOST_AUDIT_MODE") {
+        None => watchpost_audit::DeliveryMode::Blocking,
+        Some(v) => {
+            v.0.trim()
+                .parse()
+                .map_err(|_| invalid(v, false, "expected fail_closed, blocking or async"))?
+        }
+    };
+    let signing_key = match raw.get("WATCHPOST_AUDIT_SIGNING_KEY") {
+        None => None,
+        Some(v) if is_hex(v.0.trim(), 64) => Some(v.0.trim().to_ascii_lowercase()),
+        Some(v) => {
+            return Err(invalid(
+                v,
+                true,
+                "expected an Ed25519 seed of 64 hex characters (openssl rand -hex 32)",
+            ));
+        }
+    };
+    let redaction_key = match raw.get("WATCHPOST_AUDIT_REDACTION_KEY") {
+        None => None,
+        Some(v) if v.0.len() >= 16 => Some(v.0.clone()),
+        Some(v) => {
+            return Err(invalid(
+                v,
+                true,
+                "the redaction key must be at least 16 characters",
+            ));
+        }
+    };
+    let trusted_keys = match raw.get("WATCHPOST_AUDIT_TRUSTED_KEYS") {
+        None => Vec::new(),
+        Some(v) => {
+            let keys: Vec<String> =
+                v.0.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+            if let Some(bad) = keys.iter().find(|k| !is_hex(k, 64)) {
+                return Err(invalid(
+                    v,
+                    false,
+                    format!("{bad:?} is not an Ed25519 public key of 64 hex characters"),
+                ));
+            }
+            keys
+        }
+    };
+    let checkpoint_every = parse_u64(
+        raw,
+        "WATCHPOST_AUDIT_CHECKPOINT_EVERY",
+        10_000,
+        "a number of events",
+    )?;
+    if checkpoint_every == 0 {
+        return Err(invalid(
+            raw.get("WATCHPOST_AUDIT_CHECKPOINT_EVERY")
+                .expect("set when zero"),
+            false,
+            "expected a number of events above 0",
+        ));
+    }
+    let interval_ms = parse_u64(
+        raw,
+        "WATCHPOST_AUDIT_CHECKPOINT_INTERVAL_MS",
+        60_000,
+        "a number of milliseconds",
+    )?;
+    if interval_ms < 100 {
+        return Err(invalid(
+            raw.get("WATCHPOST_AUDIT_CHECKPOINT_INTERVAL_MS")
+                .expect("set when small"),
+            false,
+            "expected at least 100 milliseconds",
+        ));
+    }
+    let retention = parse_u64(
+        raw,
+        "WATCHPOST_AUDIT_FILE_RETENTION_DAYS",
+        0,
+        "a number of days",
+    )?;
+    Ok(AuditSettings {
+        mode,
+        signing_key,
+        redaction_key,
+        trusted_keys,
+        spool_max_bytes: parse_u64(
+            raw,
+            "WATCHPOST_AUDIT_SPOOL_MAX_BYTES",
+            1 << 30,
+            "a number of bytes",
+        )?,
+        checkpoint_every,
+        checkpoint_interval: Duration::from_millis(interval_ms),
+        console: parse_bool(raw, "WATCHPOST_AUDIT_CONSOLE", false)?,
+        file_dir: raw
+            .get("WATCHPOST_AUDIT_FILE_DIR")
+            .filter(|v| !v.0.trim().is_empty())
+            .map(|v| PathBuf::from(v.0.trim())),
+        file_retention_days: u32::try_from(retention).unwrap_or(u32::MAX),
+    })
+}
+
 /// Values given on the command line; `None` leaves the other sources in charge.
 #[derive(Debug, Clone, Default)]
 pub struct FlagOverrides {
@@ -355,6 +611,8 @@ pub struct Config {
     pub metrics_naming: watchpost_metrics::HttpNaming,
     /// Most series per metric family.
     pub metrics_max_series: usize,
+    /// Audit trail settings.
+    pub audit: AuditSettings,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -385,6 +643,7 @@ impl fmt::Debug for Config {
             )
             .field("metrics_naming", &self.metrics_naming)
             .field("metrics_max_series", &self.metrics_max_series)
+            .field("audit", &self.audit)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -705,6 +964,7 @@ impl Config {
                 "expected a number of series from 1 to 1000000",
             ));
         }
+        let audit = audit_settings(raw)?;
         let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
             None => LogFormat::Json,
             Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
@@ -737,6 +997,7 @@ impl Config {
             metrics_token,
             metrics_naming,
             metrics_max_series: metrics_max_series as usize,
+            audit,
             log_format,
             log_filter,
         })

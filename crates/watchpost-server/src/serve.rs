@@ -195,6 +195,7 @@ pub async fn run(
         );
     }
     let health = state.health.clone();
+    let auditor = state.auditor.clone();
     let app = router(state);
     let listener = TcpListener::bind(listen)
         .await
@@ -213,6 +214,8 @@ pub async fn run(
     lifecycle.on_signal(move || on_signal.mark_shutting_down());
     let flush = health.clone();
     lifecycle.on_flush(move || async move { flush.shutdown().await });
+    // Writes what is queued, signs a final checkpoint, tries a last spool replay.
+    lifecycle.on_flush(move || async move { auditor.shutdown().await });
     lifecycle.on_flush(move || async move {
         if let Err(e) = telemetry.shutdown(TELEMETRY_FLUSH_DEADLINE).await {
             tracing::warn!(error = %e, "span export did not flush before its deadline");

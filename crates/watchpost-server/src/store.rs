@@ -127,6 +127,8 @@ impl Stores {
                     .database_url
                     .as_deref()
                     .expect("config validation requires DATABASE_URL for postgres");
+                // The data dir holds the audit spool and signing key on this backend too.
+                ensure_data_dir(&config.data_dir)?;
                 let pool = open_postgres(url, config.database_pool_size).await?;
                 Ok(Self {
                     kind: StoreKind::Postgres,
@@ -159,6 +161,12 @@ impl Stores {
                 backend: "sqlite",
                 reason,
             })?;
+            watchpost_audit::store::sqlite::migrate(pool)
+                .await
+                .map_err(|e| StoreError::Migration {
+                    backend: "sqlite",
+                    reason: format!("audit: {e}"),
+                })?;
         }
         if let Some(pool) = &self.postgres {
             let fail = |reason: String| StoreError::Migration {
@@ -171,12 +179,18 @@ impl Stores {
                 .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            let result = postgres_migrations::migrations::runner()
+            let mut result = postgres_migrations::migrations::runner()
                 .set_migration_table_name(MIGRATION_TABLE)
                 .run_async(client)
                 .await
                 .map(|_| ())
                 .map_err(|e| fail(e.to_string()));
+            // Each crate migrates its own schema, on its own connection, while this one holds the lock.
+            if result.is_ok() {
+                result = watchpost_audit::store::postgres::migrate(pool)
+                    .await
+                    .map_err(|e| fail(format!("audit: {e}")));
+            }
             let unlock = client
                 .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
                 .await;

@@ -1,6 +1,7 @@
 //! Integration tests of the `watchpost` server: key stores, auth, configuration errors, restarts,
 //! graceful shutdown and the OpenAPI document.
 
+mod audit_wiring;
 mod auth_matrix;
 mod cli_process;
 mod health_wiring;
