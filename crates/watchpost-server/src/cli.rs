@@ -50,6 +50,15 @@ enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Probe a running instance's liveness (for container HEALTHCHECK without curl); exit 0 when live.
+    Healthcheck {
+        /// The URL to probe; by default /health/live on the configured listen address (0.0.0.0 becomes 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +164,22 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(&config, &raw).await,
             Command::Keys(k) => keys_command(config, k).await,
             Command::Audit(AuditCommand::Verify { json }) => audit_verify(config, json).await,
+            Command::Healthcheck { url, timeout_ms } => {
+                let url = url.unwrap_or_else(|| crate::healthcheck::default_url(config.listen));
+                match crate::healthcheck::probe(&url, std::time::Duration::from_millis(timeout_ms))
+                    .await
+                {
+                    Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+                    Ok(status) => {
+                        eprintln!("watchpost: unhealthy: {url} answered {status}");
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("watchpost: unhealthy: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
         }
     })
 }

@@ -25,6 +25,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod healthcheck;
 pub mod keys;
 pub mod keys_api;
 pub mod openapi;
