@@ -40,6 +40,8 @@ pub struct AppState {
     pub correlation: watchpost_correlation::CorrelationLayer,
     /// The audit trail writer.
     pub auditor: watchpost_audit::Auditor,
+    /// The rate limiter (local, or shared through Redis).
+    pub ratelimit: watchpost_ratelimit::RateLimiter,
 }
 
 fn setup_error(what: &str, e: impl std::fmt::Display) -> StartupError {
@@ -76,6 +78,9 @@ impl AppState {
         let auditor = crate::wiring::audit::auditor(&config, &stores, clock.clone())
             .map_err(|e| setup_error("the audit trail", e))?;
         crate::wiring::metrics::export(&metrics, |registry| auditor.register_metrics(registry));
+        let ratelimit = crate::wiring::ratelimit::limiter(&config, &auditor)
+            .map_err(|e| setup_error("rate limiting", e))?;
+        crate::wiring::metrics::export(&metrics, |registry| ratelimit.register_metrics(registry));
         let keys = crate::keys::store_for(&stores);
         let auth = Arc::new(
             Authenticator::new(
@@ -95,6 +100,7 @@ impl AppState {
             metrics,
             correlation,
             auditor,
+            ratelimit,
         })
     }
 }
@@ -131,10 +137,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // `Router::layer` wraps every route (and the fallbacks) after routing, so every layer sees
         // `MatchedPath`. Layers are added innermost first; a request meets them in the reverse order:
-        // correlation, metrics, body limit, auth, audit, problem bodies, handler. Panics are caught by
+        // correlation, metrics, body limit, auth, rate limit, audit, problem bodies, handler. Panics are caught by
         // the correlation layer (500 problem+json with the request id, grouped in /errors).
         .layer(middleware::from_fn_with_state(limit, problem_bodies))
         .layer(crate::wiring::audit::layer(&state.config, &state.auditor))
+        .layer(state.ratelimit.layer())
         .layer(AuthLayer::new(state.auth.clone()))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))

@@ -283,6 +283,51 @@ pub const SETTINGS: &[Setting] = &[
         "delete audit files older than this many days (0 keeps them)"
     ),
     setting!(
+        "WATCHPOST_REDIS_URL",
+        [],
+        "redis_url",
+        None,
+        "none",
+        true,
+        "when set, rate limits are shared by every replica through this Redis"
+    ),
+    setting!(
+        "WATCHPOST_RATE_LIMIT_ENABLED",
+        ["RATE_LIMIT_ENABLED"],
+        "rate_limit_enabled",
+        None,
+        "true",
+        false,
+        "whether requests are rate limited"
+    ),
+    setting!(
+        "WATCHPOST_RATE_LIMIT_WINDOW_MS",
+        ["RATE_LIMIT_WINDOW_MS"],
+        "rate_limit_window_ms",
+        None,
+        "60000",
+        false,
+        "window of the default policy, in milliseconds"
+    ),
+    setting!(
+        "WATCHPOST_RATE_LIMIT_MAX_REQUESTS",
+        ["RATE_LIMIT_MAX_REQUESTS"],
+        "rate_limit_max_requests",
+        None,
+        "1000",
+        false,
+        "requests allowed per window and key by the default policy"
+    ),
+    setting!(
+        "WATCHPOST_RATE_LIMIT_SHADOW",
+        [],
+        "rate_limit_shadow",
+        None,
+        "false",
+        false,
+        "decide, log and count, but never block (to try a policy safely)"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -613,6 +658,16 @@ pub struct Config {
     pub metrics_max_series: usize,
     /// Audit trail settings.
     pub audit: AuditSettings,
+    /// Redis for shared rate limits.
+    pub redis_url: Option<String>,
+    /// Whether rate limiting is on.
+    pub rate_limit_enabled: bool,
+    /// The default policy's window.
+    pub rate_limit_window: Duration,
+    /// The default policy's limit.
+    pub rate_limit_max_requests: u64,
+    /// Shadow mode.
+    pub rate_limit_shadow: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -644,6 +699,11 @@ impl fmt::Debug for Config {
             .field("metrics_naming", &self.metrics_naming)
             .field("metrics_max_series", &self.metrics_max_series)
             .field("audit", &self.audit)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("rate_limit_enabled", &self.rate_limit_enabled)
+            .field("rate_limit_window", &self.rate_limit_window)
+            .field("rate_limit_max_requests", &self.rate_limit_max_requests)
+            .field("rate_limit_shadow", &self.rate_limit_shadow)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -965,6 +1025,52 @@ impl Config {
             ));
         }
         let audit = audit_settings(raw)?;
+        let redis_url = match raw.get("WATCHPOST_REDIS_URL") {
+            None => None,
+            Some(v) if v.0.trim().is_empty() => None,
+            Some(v) => {
+                let url = v.0.trim();
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://"))
+                {
+                    return Err(ConfigError::Invalid {
+                        origin: v.1.clone(),
+                        value: redact_url(url),
+                        expected: "expected a URL like redis://host:6379/0".to_owned(),
+                    });
+                }
+                Some(url.to_owned())
+            }
+        };
+        let rate_limit_window_ms = parse_u64(
+            raw,
+            "WATCHPOST_RATE_LIMIT_WINDOW_MS",
+            60_000,
+            "a number of milliseconds",
+        )?;
+        let rate_limit_max_requests = parse_u64(
+            raw,
+            "WATCHPOST_RATE_LIMIT_MAX_REQUESTS",
+            1000,
+            "a number of requests",
+        )?;
+        if rate_limit_window_ms == 0 {
+            return Err(invalid(
+                raw.get("WATCHPOST_RATE_LIMIT_WINDOW_MS")
+                    .expect("set when zero"),
+                false,
+                "expected a window above 0 milliseconds",
+            ));
+        }
+        if rate_limit_max_requests == 0 {
+            return Err(invalid(
+                raw.get("WATCHPOST_RATE_LIMIT_MAX_REQUESTS")
+                    .expect("set when zero"),
+                false,
+                "expected at least 1 request (disable limiting with WATCHPOST_RATE_LIMIT_ENABLED=false)",
+            ));
+        }
         let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
             None => LogFormat::Json,
             Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
@@ -998,6 +1104,11 @@ impl Config {
             metrics_naming,
             metrics_max_series: metrics_max_series as usize,
             audit,
+            redis_url,
+            rate_limit_enabled: parse_bool(raw, "WATCHPOST_RATE_LIMIT_ENABLED", true)?,
+            rate_limit_window: Duration::from_millis(rate_limit_window_ms),
+            rate_limit_max_requests,
+            rate_limit_shadow: parse_bool(raw, "WATCHPOST_RATE_LIMIT_SHADOW", false)?,
             log_format,
             log_filter,
         })

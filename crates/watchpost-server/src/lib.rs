@@ -12,7 +12,7 @@
 //!
 //! let config = Config::for_tests();
 //! let stores = serve::open_stores(&config).await?;
-//! let state = app::AppState::new(config, stores, watchpost_core::SystemClock::shared());
+//! let state = app::AppState::new(config, stores, watchpost_core::SystemClock::shared())?;
 //! let router = app::router(state);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! axum::serve(listener, router).await?;

@@ -194,6 +194,10 @@ pub async fn run(
             "no root key: root-only endpoints answer 401 to everyone; set WATCHPOST_ROOT_API_KEY or run `watchpost keys create --role root`"
         );
     }
+    if let Err(e) = state.ratelimit.connect().await {
+        // Decisions follow the configured failure mode until Redis answers; the health check shows it.
+        tracing::warn!(error = %e, "cannot reach Redis for shared rate limits yet");
+    }
     let health = state.health.clone();
     let auditor = state.auditor.clone();
     let app = router(state);

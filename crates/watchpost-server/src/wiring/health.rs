@@ -3,14 +3,21 @@
 
 use std::time::Duration;
 
-use watchpost_health::checks::{DiskCheck, MemoryCheck, PostgresCheck, SqliteCheck};
-use watchpost_health::{Check, HealthConfig, HealthError, HealthRegistry};
+use watchpost_health::checks::{DiskCheck, MemoryCheck, PostgresCheck, RedisCheck, SqliteCheck};
+use watchpost_health::{Check, HealthConfig, HealthRegistry};
 
 use crate::config::{Config, StoreKind};
 use crate::store::Stores;
 
 /// The health registry for `config` and the opened `stores`.
-pub fn registry(config: &Config, stores: &Stores) -> Result<HealthRegistry, HealthError> {
+pub fn registry(config: &Config, stores: &Stores) -> Result<HealthRegistry, String> {
+    registry_inner(config, stores).map_err(|e| e.to_string())
+}
+
+fn registry_inner(
+    config: &Config,
+    stores: &Stores,
+) -> Result<HealthRegistry, Box<dyn std::error::Error>> {
     let backend = config.store.as_str();
     let mut health_config = HealthConfig::new("watchpost")
         .store_backend(backend)
@@ -31,6 +38,17 @@ pub fn registry(config: &Config, stores: &Stores) -> Result<HealthRegistry, Heal
     if let Some(pool) = &stores.sqlite {
         health.register(
             Check::new("sqlite", SqliteCheck::new(pool.clone()))
+                .component_type("datastore")
+                .cache_for(Duration::from_secs(1)),
+        )?;
+    }
+    if let Some(url) = &config.redis_url {
+        // Non-critical: without Redis, limits degrade to the configured failure mode; traffic still flows.
+        let client =
+            redis::Client::open(url.as_str()).map_err(|e| format!("WATCHPOST_REDIS_URL: {e}"))?;
+        health.register(
+            Check::new("redis", RedisCheck::from_client(client))
+                .non_critical()
                 .component_type("datastore")
                 .cache_for(Duration::from_secs(1)),
         )?;

@@ -5,3 +5,4 @@ pub mod audit;
 pub mod correlation;
 pub mod health;
 pub mod metrics;
+pub mod ratelimit;

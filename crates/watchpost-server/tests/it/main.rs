@@ -8,4 +8,5 @@ mod health_wiring;
 mod keys_contract;
 mod observability;
 mod openapi_doc;
+mod ratelimit_wiring;
 mod support;

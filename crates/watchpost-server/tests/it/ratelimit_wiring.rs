@@ -1,0 +1,146 @@
+//! watchpost-ratelimit as wired into the server: with `WATCHPOST_RATE_LIMIT_MAX_REQUESTS=5` the sixth
+//! request from one client is refused with the IETF headers and a problem body, probes are never
+//! limited, and the denial is in the audit trail.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use watchpost_test_support::free_addr;
+
+use crate::support::{ROOT_KEY, watchpost};
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+#[test]
+fn the_sixth_request_is_refused_with_the_right_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = watchpost()
+        .env("WATCHPOST_LISTEN", addr.to_string())
+        .env("WATCHPOST_DATA_DIR", dir.path())
+        .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
+        .env("WATCHPOST_RATE_LIMIT_MAX_REQUESTS", "5")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    for n in 1..=5u64 {
+        let r = get(addr, "/openapi.json", None);
+        assert_eq!(r.status, 200, "request {n}");
+        assert_eq!(r.header("ratelimit-policy"), Some(r#""default";q=5;w=60"#));
+        let remaining = format!(r#""default";r={}"#, 5 - n);
+        assert!(
+            r.header("ratelimit")
+                .is_some_and(|v| v.starts_with(&remaining)),
+            "request {n}: {:?}",
+            r.header("ratelimit")
+        );
+    }
+    let denied = get(addr, "/openapi.json", None);
+    assert_eq!(denied.status, 429);
+    assert_eq!(
+        denied.header("content-type"),
+        Some("application/problem+json")
+    );
+    let retry: u64 = denied
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(
+        denied
+            .header("ratelimit")
+            .is_some_and(|v| v.starts_with(r#""default";r=0"#))
+    );
+    let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+    assert_eq!(body["type"], "urn:watchpost:problem:quota-exceeded");
+    assert_eq!(body["status"], 429);
+    assert!(body["requestId"].is_string(), "{body}");
+
+    // Probes and scrapes are never limited.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/health/live", None).status, 200);
+        assert_eq!(get(addr, "/metrics", None).status, 200);
+    }
+    // The root key has its own budget, and sees the denial in the audit trail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let trail = get(addr, "/audit/events?action=rate_limit", Some(ROOT_KEY));
+        assert_eq!(trail.status, 200, "{}", trail.body);
+        let v: serde_json::Value = serde_json::from_str(&trail.body).unwrap();
+        if let Some(e) = v["items"].as_array().and_then(|items| items.first()) {
+            assert_eq!(e["action"], "rate_limit");
+            assert_eq!(e["resourceId"], "ip:127.0.0.1");
+            assert_eq!(e["outcome"]["status"], 429);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the denial never reached the audit trail: {}",
+            trail.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = get(addr, "/metrics", None).body;
+    assert!(
+        metrics.contains(
+            r#"watchpost_ratelimit_decisions_total{policy="default",decision="denied"} 1"#
+        ),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
