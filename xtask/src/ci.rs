@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::util::{run as run_command, step, workspace_root};
-use crate::{boundaries, provision, tidy};
+use crate::{boundaries, deploy, provision, tidy};
 
 /// Runs every step; the first failure stops the run.
 pub(crate) fn run() -> Result<(), String> {
@@ -64,6 +64,7 @@ pub(crate) fn run() -> Result<(), String> {
         },
     )?;
     step("tidy", || tidy::run(&root))?;
+    step("validate deploy/", || deploy::run(&root, false))?;
     step("dependency boundaries", || boundaries::run(&root))?;
     drop(services);
     println!(

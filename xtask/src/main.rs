@@ -6,10 +6,12 @@
 //! | `provision` | only provision; prints the environment the tests use |
 //! | `tidy` | the tidy checks alone |
 //! | `boundaries` | the dependency-boundary checks alone |
+//! | `deploy [--write]` | validate `deploy/` with promtool, amtool, hadolint, kubernetes-validate (`--write` regenerates the PrometheusRule) |
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool reports on stdout and stderr.
 
 mod boundaries;
 mod ci;
+mod deploy;
 mod provision;
 mod tidy;
 mod util;
@@ -29,8 +31,12 @@ fn main() -> ExitCode {
         }),
         Some("tidy") => tidy::run(&util::workspace_root()),
         Some("boundaries") => boundaries::run(&util::workspace_root()),
+        Some("deploy") => deploy::run(
+            &util::workspace_root(),
+            args.get(1).map(String::as_str) == Some("--write"),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|provision|tidy|boundaries>");
+            eprintln!("usage: cargo xtask <ci|provision|tidy|boundaries|deploy [--write]>");
             return ExitCode::from(2);
         }
     };
