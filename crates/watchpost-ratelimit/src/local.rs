@@ -11,7 +11,7 @@
 //! Eviction is incremental: an entry two windows old is worth nothing (its counts read as
 //! zero), so
 //! - a lookup that walks past such an entry reuses its slot for a new key;
-//! - every operation on a shard also looks at the next two slots of a sweep cursor and
+//! - every operation on a shard also looks at the next slot of a sweep cursor and
 //!   removes dead entries there (backward-shift deletion, no tombstones);
 //! - at the cap, a new key evicts the least recently active (then least used) of eight
 //!   entries sampled near its home slot.
@@ -30,7 +30,7 @@ use crate::window::{WindowCounts, allows};
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
 const INITIAL_SLOTS: usize = 8;
-const SWEEP_PER_OP: usize = 2;
+const SWEEP_PER_OP: usize = 1;
 /// Entries compared when one must go to make room at the cap.
 const EVICTION_SAMPLE: usize = 8;
 
@@ -292,9 +292,16 @@ impl LocalStore {
         let n = set.policies.len().min(MAX_POLICIES_PER_SET);
         let mut hashes = [0u64; MAX_POLICIES_PER_SET];
         let mut idx = [0usize; MAX_POLICIES_PER_SET];
+        let mut inserted = false;
         for (p, (pid, policy)) in set.policies.iter().enumerate().take(n) {
             let hash = slot_hash(key_hash, *pid);
             hashes[p] = hash;
+            // A warm key: one probe, no insertion bookkeeping.
+            if let Some(i) = t.find(hash) {
+                idx[p] = i;
+                continue;
+            }
+            inserted = true;
             let (now_window, _) = set.windows[p].split(now_ms, policy.window_ms());
             let fresh = Slot {
                 hash,
@@ -311,7 +318,7 @@ impl LocalStore {
                 &hashes[..p],
             );
         }
-        if n > 1 {
+        if n > 1 && inserted {
             // A later insert may have moved an earlier entry (growth or deletion): find them again.
             for p in 0..n {
                 idx[p] = t.find(hashes[p]).unwrap_or(idx[p]);
@@ -390,7 +397,7 @@ mod tests {
             store.decide(fmix64(k), &s, 1, 0);
         }
         assert_eq!(store.len(), 5_000);
-        // Later traffic from 1,024 keys touches every shard; each operation sweeps two slots.
+        // Later traffic from 1,024 keys touches every shard; each operation sweeps one slot.
         for k in 0..200_000u64 {
             store.decide(fmix64(k % 1024 + 1_000_000), &s, 1, 10_000);
         }
