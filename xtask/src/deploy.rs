@@ -170,6 +170,35 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// Runs a checking tool; on failure, its own words (stdout and stderr) follow its name.
+fn tool(cmd: &mut Command) -> Result<String, String> {
+    let name = Path::new(cmd.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("Warning: --config.file flag overrides"))
+        .collect();
+    if out.status.success() {
+        Ok(text.join("\n"))
+    } else {
+        Err(format!(
+            "{name} failed ({}):\n  {}",
+            out.status,
+            text.join("\n  ")
+        ))
+    }
+}
+
 fn files_with_ext(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -463,19 +492,19 @@ fn check_prometheus(
     let copy = config.replace("/run/secrets/", &format!("{}/", secrets.display()));
     std::fs::write(dir.join("prometheus.yml"), copy).map_err(|e| e.to_string())?;
     std::fs::copy(prom.join("alerts.yml"), dir.join("alerts.yml")).map_err(|e| e.to_string())?;
-    output(
+    tool(
         Command::new("promtool")
             .args(["check", "config"])
             .arg(dir.join("prometheus.yml")),
     )?;
     println!("promtool check config: ok");
-    output(
+    tool(
         Command::new("promtool")
             .args(["check", "rules"])
             .arg(prom.join("alerts.yml")),
     )?;
     println!("promtool check rules: ok");
-    output(
+    tool(
         Command::new("promtool")
             .args(["test", "rules", "alerts.test.yml"])
             .current_dir(&prom),
@@ -582,7 +611,7 @@ fn problems_to_result(problems: Vec<String>) -> Result<(), String> {
 
 fn check_alertmanager(deploy: &Path, yaml: &BTreeMap<String, Vec<Json>>) -> Result<(), String> {
     let config = deploy.join("alertmanager/alertmanager.yml");
-    output(Command::new("amtool").arg("check-config").arg(&config))?;
+    tool(Command::new("amtool").arg("check-config").arg(&config))?;
     println!("amtool check-config: ok");
     let mut problems = Vec::new();
     let cases = read(&deploy.join("alertmanager/routes.test"))?;
@@ -600,7 +629,7 @@ fn check_alertmanager(deploy: &Path, yaml: &BTreeMap<String, Vec<Json>>) -> Resu
             continue;
         };
         n += 1;
-        let result = output(
+        let result = tool(
             Command::new("amtool")
                 .args(["config", "routes", "test"])
                 .arg(format!("--config.file={}", config.display()))
@@ -689,6 +718,7 @@ fn check_grafana(
     let mut problems = Vec::new();
     let mut rules = String::from("groups:\n  - name: dashboard-expressions\n    rules:\n");
     let mut n = 0;
+    let mut origins = Vec::new();
     for path in &dashboards {
         let file = path
             .file_name()
@@ -729,6 +759,7 @@ fn check_grafana(
                     &mut problems,
                 );
                 n += 1;
+                origins.push(format!("{file} panel {title:?}"));
                 let _ = writeln!(
                     rules,
                     "      - record: dashboard:expr_{n}\n        expr: {}",
@@ -739,12 +770,20 @@ fn check_grafana(
     }
     let rules_file = scratch.join("dashboard-expressions.yml");
     std::fs::write(&rules_file, rules).map_err(|e| e.to_string())?;
-    output(
+    tool(
         Command::new("promtool")
             .args(["check", "rules"])
             .arg(&rules_file),
     )
-    .map_err(|e| format!("a dashboard expression does not parse: {e}"))?;
+    .map_err(|e| {
+        let which: Vec<&String> = origins
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| e.contains(&format!("\"dashboard:expr_{}\"", i + 1)))
+            .map(|(_, o)| o)
+            .collect();
+        format!("a dashboard expression does not parse ({which:?}): {e}")
+    })?;
     println!(
         "{} dashboards, {n} expressions parse (promtool) and use exported metrics",
         dashboards.len()
@@ -810,12 +849,11 @@ fn check_kubernetes(
     }
     builtin.dedup();
     // Built-in kinds against the Kubernetes OpenAPI schemas.
-    let out = output(
+    let out = tool(
         Command::new(venv.join("bin/kubernetes-validate"))
             .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
             .args(&builtin),
-    )
-    .map_err(|e| format!("kubernetes-validate: {e}"))?;
+    )?;
     if out.contains("ERROR") || out.contains("FAIL") {
         problems.push(format!("kubernetes-validate: {}", out.trim()));
     }
@@ -1026,13 +1064,12 @@ fn check_deployment(d: &Json, config: Option<&Json>, problems: &mut Vec<String>)
 
 fn check_docker(root: &Path, venv: &Path) -> Result<(), String> {
     let dockerfile = root.join("deploy/docker/Dockerfile");
-    output(
+    tool(
         Command::new(venv.join("bin/hadolint"))
             .arg("--config")
             .arg(root.join("deploy/docker/hadolint.yaml"))
             .arg(&dockerfile),
-    )
-    .map_err(|e| format!("hadolint: {e}"))?;
+    )?;
     println!("hadolint: ok");
     let text = read(&dockerfile)?;
     let mut problems = Vec::new();
