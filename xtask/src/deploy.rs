@@ -105,6 +105,7 @@ pub(crate) fn run(root: &Path, write: bool) -> Result<(), String> {
     check("kubernetes", &|| check_kubernetes(&deploy, &venv, &yaml));
     check("docker", &|| check_docker(root, &venv));
     check("compose", &|| check_compose(&deploy, &yaml));
+    check("configuration variables", &|| check_variables(root, &yaml));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -1274,6 +1275,37 @@ fn check_compose(deploy: &Path, yaml: &BTreeMap<String, Vec<Json>>) -> Result<()
     }
     println!("{} compose services checked", services.len());
     problems_to_result(problems)
+}
+
+/// Every `WATCHPOST_*` / `OTEL_*` variable set in a compose file or manifest is documented in
+/// `docs/configuration.md`.
+fn check_variables(root: &Path, yaml: &BTreeMap<String, Vec<Json>>) -> Result<(), String> {
+    let documented = read(&root.join("docs/configuration.md"))?;
+    let mut problems = BTreeSet::new();
+    let mut n = 0;
+    for (rel, docs) in yaml {
+        for d in docs {
+            d.walk(&mut |key, value| {
+                let mut check = |var: &str| {
+                    if var.starts_with("WATCHPOST_") || var.starts_with("OTEL_") {
+                        n += 1;
+                        if !documented.contains(&format!("`{var}`")) {
+                            problems
+                                .insert(format!("{rel}: {var} is not in docs/configuration.md"));
+                        }
+                    }
+                };
+                check(key);
+                if key == "name"
+                    && let Some(v) = value.as_str()
+                {
+                    check(v);
+                }
+            });
+        }
+    }
+    println!("{n} variable settings documented");
+    problems_to_result(problems.into_iter().collect())
 }
 
 // ---------------------------------------------------------------------------------------------------
