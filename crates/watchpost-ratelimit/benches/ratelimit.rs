@@ -10,7 +10,8 @@
 //! Memory per key at 1,000,000 IP keys, the longest single decision while those keys are
 //! inserted (growth and eviction included), and the Redis p99 are measured outside
 //! criterion and printed: memory as the resident-set (RSS, /proc/self/statm) delta of
-//! inserting the keys, for both limiters.
+//! inserting the keys, for both limiters (`WATCHPOST_BENCH_SKIP_MEMORY=1` skips this
+//! phase, e.g. to profile one benchmark alone).
 #![allow(clippy::print_stdout)] // printing the figures measured outside criterion is the point
 
 use std::hint::black_box;
@@ -186,6 +187,10 @@ fn rss_bytes() -> usize {
 /// Memory per key at 1,000,000 IP keys and the longest decision while inserting them.
 fn memory_and_pauses(_: &mut Criterion) {
     const N: u32 = 1_000_000;
+    if std::env::var_os("WATCHPOST_BENCH_SKIP_MEMORY").is_some() {
+        // For profiling one criterion benchmark without the million-key phase.
+        return;
+    }
     let before = rss_bytes();
     let l = ours(N as usize);
     let set = l.default_policies().clone();

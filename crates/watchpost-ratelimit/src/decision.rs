@@ -5,6 +5,7 @@ use crate::window::{WindowCounts, WindowVerdict, evaluate};
 
 /// One policy's result: the inputs (from the local store; the header values are derived
 /// only when asked, keeping divisions off the decision path) or the finished verdict.
+/// 24 bytes, so a whole [`Decision`] moves in a few vector stores rather than a `memcpy` call.
 #[derive(Debug, Clone, Copy, Default)]
 enum PolicyResult {
     #[default]
@@ -13,15 +14,28 @@ enum PolicyResult {
         prev: u32,
         cur: u32,
         limit: u32,
-        window_ms: u64,
-        elapsed: u64,
+        window_ms: u32,
+        elapsed: u32,
     },
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    // only the Redis store reports finished verdicts
-    Done(WindowVerdict),
+    Done {
+        allowed: bool,
+        /// At most the limit, which is below 2^32.
+        remaining: u32,
+        reset_ms: u64,
+        wait_ms: u64,
+    },
 }
 
 impl PolicyResult {
+    fn done(v: WindowVerdict) -> Self {
+        PolicyResult::Done {
+            allowed: v.allowed,
+            remaining: u32::try_from(v.remaining).unwrap_or(u32::MAX),
+            reset_ms: v.reset_ms,
+            wait_ms: v.wait_ms,
+        }
+    }
+
     #[inline]
     fn verdict(&self, cost: u64) -> WindowVerdict {
         match *self {
@@ -39,11 +53,21 @@ impl PolicyResult {
                     prev,
                 },
                 u64::from(limit),
-                window_ms,
-                elapsed,
+                u64::from(window_ms),
+                u64::from(elapsed),
                 cost,
             ),
-            PolicyResult::Done(v) => v,
+            PolicyResult::Done {
+                allowed,
+                remaining,
+                reset_ms,
+                wait_ms,
+            } => WindowVerdict {
+                allowed,
+                remaining: u64::from(remaining),
+                reset_ms,
+                wait_ms,
+            },
         }
     }
 }
@@ -91,7 +115,7 @@ impl Decision {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis store reports finished verdicts
     pub(crate) fn push(&mut self, v: WindowVerdict) {
         if usize::from(self.len) < MAX_POLICIES_PER_SET {
-            self.results[usize::from(self.len)] = PolicyResult::Done(v);
+            self.results[usize::from(self.len)] = PolicyResult::done(v);
             self.len += 1;
             self.allowed &= v.allowed;
         }
@@ -109,14 +133,20 @@ impl Decision {
         allowed: bool,
     ) {
         if usize::from(self.len) < MAX_POLICIES_PER_SET {
-            self.results[usize::from(self.len)] = PolicyResult::Raw {
-                prev: counts.prev,
-                cur: counts.cur,
-                // Policies are validated to limits below 2^32.
-                limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                window_ms,
-                elapsed,
-            };
+            // Policies are validated to limits below 2^32; windows over 2^32 ms (49 days)
+            // are rare enough to take the division now.
+            self.results[usize::from(self.len)] =
+                match (u32::try_from(limit), u32::try_from(window_ms)) {
+                    (Ok(limit), Ok(window_ms)) => PolicyResult::Raw {
+                        prev: counts.prev,
+                        cur: counts.cur,
+                        limit,
+                        window_ms,
+                        // elapsed < window_ms
+                        elapsed: elapsed as u32,
+                    },
+                    _ => PolicyResult::done(evaluate(counts, limit, window_ms, elapsed, cost)),
+                };
             self.cost = cost;
             self.len += 1;
             self.allowed &= allowed;
@@ -181,5 +211,30 @@ impl Decision {
                 .max_by_key(|&i| v[i].wait_ms)
                 .unwrap_or(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_stays_small() {
+        // Moved on every request: keep it within eight 16-byte stores.
+        assert_eq!(std::mem::size_of::<PolicyResult>(), 24);
+        assert!(std::mem::size_of::<Decision>() <= 112);
+    }
+
+    #[test]
+    fn long_windows_keep_exact_verdicts() {
+        let w = u64::from(u32::MAX) + 10;
+        let counts = WindowCounts {
+            window: 0,
+            cur: 2,
+            prev: 7,
+        };
+        let mut d = Decision::empty();
+        d.push_raw(counts, 10, w, w / 2, 1, true);
+        assert_eq!(d.verdicts().next(), Some(evaluate(counts, 10, w, w / 2, 1)));
     }
 }
