@@ -206,6 +206,7 @@ async fn webhook(State(service): State<IncidentService>, request: Request<Body>)
 /// Query parameters of `GET /incidents`.
 #[derive(Debug, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// triggered, acknowledged or resolved.

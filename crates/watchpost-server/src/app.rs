@@ -42,6 +42,11 @@ pub struct AppState {
     pub auditor: watchpost_audit::Auditor,
     /// The rate limiter (local, or shared through Redis).
     pub ratelimit: watchpost_ratelimit::RateLimiter,
+    /// Incidents, the Alertmanager webhook and the status page.
+    pub incidents: watchpost_incident::IncidentService,
+    /// The notification outbox worker, taken at shutdown.
+    pub incident_worker:
+        Arc<std::sync::Mutex<Option<watchpost_incident::worker::OutboxWorkerHandle>>>,
 }
 
 fn setup_error(what: &str, e: impl std::fmt::Display) -> StartupError {
@@ -81,6 +86,12 @@ impl AppState {
         let ratelimit = crate::wiring::ratelimit::limiter(&config, &auditor)
             .map_err(|e| setup_error("rate limiting", e))?;
         crate::wiring::metrics::export(&metrics, |registry| ratelimit.register_metrics(registry));
+        let notifiers = crate::wiring::incident::notifiers(&config)
+            .map_err(|e| setup_error("notifications", e))?;
+        let incidents =
+            crate::wiring::incident::service(&config, &stores, clock.clone(), &auditor, &notifiers);
+        crate::wiring::metrics::export(&metrics, |registry| incidents.register_metrics(registry));
+        let incident_worker = crate::wiring::incident::start_worker(&incidents, notifiers);
         let keys = crate::keys::store_for(&stores);
         let auth = Arc::new(
             Authenticator::new(
@@ -101,6 +112,8 @@ impl AppState {
             correlation,
             auditor,
             ratelimit,
+            incidents,
+            incident_worker: Arc::new(std::sync::Mutex::new(Some(incident_worker))),
         })
     }
 }
@@ -112,6 +125,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(watchpost_metrics::openapi());
     doc.merge(watchpost_correlation::openapi());
     doc.merge(watchpost_audit::openapi());
+    doc.merge(watchpost_incident::openapi());
     doc
 }
 
@@ -132,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(state.metrics.router())
         .merge(state.correlation.router())
         .merge(crate::wiring::audit::router(&state.config, &state.auditor))
+        .merge(watchpost_incident::router(state.incidents.clone()))
         .merge(openapi::routes(openapi_document()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -328,6 +328,105 @@ pub const SETTINGS: &[Setting] = &[
         "decide, log and count, but never block (to try a policy safely)"
     ),
     setting!(
+        "WATCHPOST_ALERTMANAGER_TOKEN",
+        [],
+        "alertmanager_token",
+        None,
+        "none",
+        true,
+        "bearer token Alertmanager must send to POST /webhooks/alertmanager; without it the webhook answers 401"
+    ),
+    setting!(
+        "WATCHPOST_ALERTMANAGER_URL",
+        [],
+        "alertmanager_url",
+        None,
+        "none",
+        false,
+        "Alertmanager base URL; when set, open alerts are reconciled from its /api/v2/alerts at start and every minute (recovers resolves lost to truncation)"
+    ),
+    setting!(
+        "WATCHPOST_PUBLIC_URL",
+        [],
+        "public_url",
+        None,
+        "none",
+        false,
+        "this server's public base URL, for links in notifications"
+    ),
+    setting!(
+        "WATCHPOST_STATUS_PAGE_NAME",
+        [],
+        "status_page_name",
+        None,
+        "Service status",
+        false,
+        "the title of the public status page"
+    ),
+    setting!(
+        "WATCHPOST_SLACK_WEBHOOK_URL",
+        [],
+        "slack_webhook_url",
+        None,
+        "none",
+        true,
+        "Slack incoming-webhook URL; enables Slack notifications"
+    ),
+    setting!(
+        "WATCHPOST_PAGERDUTY_ROUTING_KEY",
+        [],
+        "pagerduty_routing_key",
+        None,
+        "none",
+        true,
+        "PagerDuty Events API v2 routing key; enables PagerDuty notifications"
+    ),
+    setting!(
+        "WATCHPOST_SMTP_URL",
+        [],
+        "smtp_url",
+        None,
+        "none",
+        true,
+        "SMTP URL (smtp://host:25, smtps://user:pass@host:465); with WATCHPOST_SMTP_FROM and WATCHPOST_SMTP_TO enables email"
+    ),
+    setting!(
+        "WATCHPOST_SMTP_FROM",
+        [],
+        "smtp_from",
+        None,
+        "none",
+        false,
+        "sender address of notification emails"
+    ),
+    setting!(
+        "WATCHPOST_SMTP_TO",
+        [],
+        "smtp_to",
+        None,
+        "none",
+        false,
+        "comma-separated recipients of notification emails"
+    ),
+    setting!(
+        "WATCHPOST_NOTIFY_WEBHOOK_URL",
+        [],
+        "notify_webhook_url",
+        None,
+        "none",
+        true,
+        "generic webhook receiving every notification as JSON, signed with HMAC-SHA256"
+    ),
+    setting!(
+        "WATCHPOST_NOTIFY_WEBHOOK_SECRET",
+        [],
+        "notify_webhook_secret",
+        None,
+        "none",
+        true,
+        "HMAC-SHA256 key of the generic webhook's signature header (required with its URL)"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -598,6 +697,127 @@ fn audit_settings(raw: &RawValues) -> Result<AuditSettings, ConfigError> {
     })
 }
 
+/// Incident settings; secrets are masked in `Debug`.
+#[derive(Clone, Default)]
+pub struct IncidentSettings {
+    /// Alertmanager's bearer token.
+    pub alertmanager_token: Option<String>,
+    /// Alertmanager's base URL, for reconciliation.
+    pub alertmanager_url: Option<String>,
+    /// Public base URL for links.
+    pub public_url: Option<String>,
+    /// Status page title.
+    pub status_page_name: Option<String>,
+    /// Slack incoming webhook.
+    pub slack_webhook_url: Option<String>,
+    /// PagerDuty routing key.
+    pub pagerduty_routing_key: Option<String>,
+    /// SMTP URL, sender and recipients.
+    pub smtp: Option<(String, String, Vec<String>)>,
+    /// Generic webhook URL and secret.
+    pub webhook: Option<(String, String)>,
+}
+
+impl fmt::Debug for IncidentSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |o: bool| if o { "<set>" } else { "-" };
+        f.debug_struct("IncidentSettings")
+            .field(
+                "alertmanager_token",
+                &set(self.alertmanager_token.is_some()),
+            )
+            .field("alertmanager_url", &self.alertmanager_url)
+            .field("public_url", &self.public_url)
+            .field("status_page_name", &self.status_page_name)
+            .field("slack", &set(self.slack_webhook_url.is_some()))
+            .field("pagerduty", &set(self.pagerduty_routing_key.is_some()))
+            .field("smtp", &set(self.smtp.is_some()))
+            .field("webhook", &set(self.webhook.is_some()))
+            .finish()
+    }
+}
+
+fn text(raw: &RawValues, var: &'static str) -> Option<String> {
+    raw.get(var)
+        .map(|v| v.0.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn http_url(
+    raw: &RawValues,
+    var: &'static str,
+    secret: bool,
+) -> Result<Option<String>, ConfigError> {
+    match raw.get(var) {
+        Some(v) if !v.0.trim().is_empty() => {
+            let url = v.0.trim();
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(Some(url.trim_end_matches('/').to_owned()))
+            } else {
+                Err(invalid(v, secret, "expected an http:// or https:// URL"))
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+fn incident_settings(raw: &RawValues) -> Result<IncidentSettings, ConfigError> {
+    let alertmanager_token = match raw.get("WATCHPOST_ALERTMANAGER_TOKEN") {
+        Some(v) if !v.0.trim().is_empty() && v.0.trim().len() < 16 => {
+            return Err(invalid(
+                v,
+                true,
+                "the Alertmanager token must be at least 16 characters",
+            ));
+        }
+        _ => text(raw, "WATCHPOST_ALERTMANAGER_TOKEN"),
+    };
+    let smtp = match (
+        text(raw, "WATCHPOST_SMTP_URL"),
+        text(raw, "WATCHPOST_SMTP_FROM"),
+        text(raw, "WATCHPOST_SMTP_TO"),
+    ) {
+        (None, None, None) => None,
+        (Some(url), Some(from), Some(to)) => {
+            let to: Vec<String> = to
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect();
+            Some((url, from, to))
+        }
+        _ => {
+            return Err(ConfigError::Missing {
+                var: "WATCHPOST_SMTP_URL",
+                why: "email needs WATCHPOST_SMTP_URL, WATCHPOST_SMTP_FROM and WATCHPOST_SMTP_TO together",
+            });
+        }
+    };
+    let webhook = match (
+        http_url(raw, "WATCHPOST_NOTIFY_WEBHOOK_URL", true)?,
+        text(raw, "WATCHPOST_NOTIFY_WEBHOOK_SECRET"),
+    ) {
+        (None, _) => None,
+        (Some(url), Some(secret)) if secret.len() >= 16 => Some((url, secret)),
+        (Some(_), _) => {
+            return Err(ConfigError::Missing {
+                var: "WATCHPOST_NOTIFY_WEBHOOK_SECRET",
+                why: "the generic webhook signs every body: set a secret of at least 16 characters",
+            });
+        }
+    };
+    Ok(IncidentSettings {
+        alertmanager_token,
+        alertmanager_url: http_url(raw, "WATCHPOST_ALERTMANAGER_URL", false)?,
+        public_url: http_url(raw, "WATCHPOST_PUBLIC_URL", false)?,
+        status_page_name: text(raw, "WATCHPOST_STATUS_PAGE_NAME"),
+        slack_webhook_url: http_url(raw, "WATCHPOST_SLACK_WEBHOOK_URL", true)?,
+        pagerduty_routing_key: text(raw, "WATCHPOST_PAGERDUTY_ROUTING_KEY"),
+        smtp,
+        webhook,
+    })
+}
+
 /// Values given on the command line; `None` leaves the other sources in charge.
 #[derive(Debug, Clone, Default)]
 pub struct FlagOverrides {
@@ -668,6 +888,8 @@ pub struct Config {
     pub rate_limit_max_requests: u64,
     /// Shadow mode.
     pub rate_limit_shadow: bool,
+    /// Incidents, notifications and the status page.
+    pub incident: IncidentSettings,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -704,6 +926,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_window", &self.rate_limit_window)
             .field("rate_limit_max_requests", &self.rate_limit_max_requests)
             .field("rate_limit_shadow", &self.rate_limit_shadow)
+            .field("incident", &self.incident)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -1109,6 +1332,7 @@ impl Config {
             rate_limit_window: Duration::from_millis(rate_limit_window_ms),
             rate_limit_max_requests,
             rate_limit_shadow: parse_bool(raw, "WATCHPOST_RATE_LIMIT_SHADOW", false)?,
+            incident: incident_settings(raw)?,
             log_format,
             log_filter,
         })

@@ -198,6 +198,17 @@ pub async fn run(
         // Decisions follow the configured failure mode until Redis answers; the health check shows it.
         tracing::warn!(error = %e, "cannot reach Redis for shared rate limits yet");
     }
+    let stop_reconciler = tokio_util::sync::CancellationToken::new();
+    let reconciler = crate::wiring::incident::start_reconciler(
+        &state.config,
+        &state.incidents,
+        stop_reconciler.clone(),
+    );
+    let worker = state
+        .incident_worker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let health = state.health.clone();
     let auditor = state.auditor.clone();
     let app = router(state);
@@ -218,6 +229,16 @@ pub async fn run(
     lifecycle.on_signal(move || on_signal.mark_shutting_down());
     let flush = health.clone();
     lifecycle.on_flush(move || async move { flush.shutdown().await });
+    // Notifications: stop taking new work once HTTP is drained; what is in the outbox stays for the next start.
+    lifecycle.on_flush(move || async move {
+        stop_reconciler.cancel();
+        if let Some(reconciler) = reconciler {
+            let _ = reconciler.await;
+        }
+        if let Some(worker) = worker {
+            worker.shutdown().await;
+        }
+    });
     // Writes what is queued, signs a final checkpoint, tries a last spool replay.
     lifecycle.on_flush(move || async move { auditor.shutdown().await });
     lifecycle.on_flush(move || async move {

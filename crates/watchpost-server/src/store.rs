@@ -167,6 +167,12 @@ impl Stores {
                     backend: "sqlite",
                     reason: format!("audit: {e}"),
                 })?;
+            watchpost_incident::store::sqlite::migrate(pool)
+                .await
+                .map_err(|e| StoreError::Migration {
+                    backend: "sqlite",
+                    reason: format!("incident: {e}"),
+                })?;
         }
         if let Some(pool) = &self.postgres {
             let fail = |reason: String| StoreError::Migration {
@@ -190,6 +196,11 @@ impl Stores {
                 result = watchpost_audit::store::postgres::migrate(pool)
                     .await
                     .map_err(|e| fail(format!("audit: {e}")));
+            }
+            if result.is_ok() {
+                result = watchpost_incident::store::postgres::migrate(pool)
+                    .await
+                    .map_err(|e| fail(format!("incident: {e}")));
             }
             let unlock = client
                 .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])

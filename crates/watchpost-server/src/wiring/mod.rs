@@ -4,5 +4,6 @@
 pub mod audit;
 pub mod correlation;
 pub mod health;
+pub mod incident;
 pub mod metrics;
 pub mod ratelimit;
