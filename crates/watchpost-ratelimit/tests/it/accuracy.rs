@@ -1,16 +1,27 @@
 //! Accuracy: a synthetic trace (steady, bursty and abusive clients over many keys)
-//! replayed through the limiter and through an exact sliding log.
+//! replayed through the limiter and judged against an exact sliding log.
 //!
-//! Reference: a request is allowed when fewer than `limit` requests were allowed in the
-//! last `window` (the half-open interval `(t − W, t]`). A client "stayed under its limit"
-//! when the reference allowed every one of its requests. The test asserts that the
-//! limiter denies none of those clients' requests, that steady and bursty clients see at
-//! most 0.01 % wrong decisions, and prints every figure, abusive clients included. A
-//! decision is judged against the exact rule applied to the requests the limiter itself
-//! admitted (the independent log's divergence is printed too). Abusive clients (1.5 to 5
-//! times the limit) sit at the limit all the time, where the sliding-window counter's
-//! estimate and the exact log differ in timing, so about a fifth of their decisions
-//! differ: the overall figure depends on their share of the traffic.
+//! The trace (deterministic, 3,000 clients, 100 requests per minute, ten minutes):
+//! - steady clients (70 % of the well-behaved ones): evenly spaced requests, ±10 % jitter,
+//!   at 10 % to 80 % of the limit;
+//! - bursty clients (the other 30 %): bursts of 3 to 12 requests within one second,
+//!   bursts arriving at random (Poisson), one to four per minute;
+//! - abusive clients: random arrivals at 1.5 to 5 times the limit. The documented trace
+//!   has 1 % abusive clients (10 % of the requests); a stress trace has 15 % (63 %).
+//!
+//! "Wrong" follows Cloudflare's measurement of the same algorithm: each decision is
+//! compared with the exact rule (fewer than `limit` requests allowed in `(t − W, t]`)
+//! applied to the requests the limiter itself admitted. A client "stayed under its limit"
+//! when an independent exact log allowed every one of its requests.
+//!
+//! Asserted: no client under its limit is ever denied; steady and bursty clients see at
+//! most 0.01 % wrong decisions. Printed (`-- --nocapture`): every figure. Abusive clients
+//! sit at the limit on every request, where the counter's estimate (the previous window
+//! taken as evenly spread) and the exact count straddle the limit on about a fifth of the
+//! decisions; this is the algorithm's approximation, not rounding (rounding the weighted
+//! previous count to nearest or up instead of down makes it worse: 23 % and 52 %), so the
+//! overall figure is about a fifth of the abusive share of the requests: 2.0 % for the
+//! documented trace, above the 0.01 % goal.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -98,6 +109,7 @@ struct Figures {
     /// Decisions unlike what the exact rule says given the requests the limiter itself admitted.
     wrong_allow: u64,
     wrong_deny: u64,
+    /// Per class (steady, bursty, abusive): decisions and wrong decisions.
     by_class: [(u64, u64); 3],
     under: usize,
     under_denied: usize,
@@ -173,8 +185,8 @@ fn replay(clients: u32, abusive_share: f64, seed: u64) -> Figures {
 #[test]
 fn replay_matches_an_exact_sliding_log() {
     for (abusive_share, label) in [
-        (0.01, "1 % abusive clients"),
-        (0.15, "15 % abusive clients"),
+        (0.01, "documented trace, 1 % abusive clients"),
+        (0.15, "stress trace, 15 % abusive clients"),
     ] {
         let f = replay(3_000, abusive_share, 20_261_123);
         let wrong_pct = 100.0 * (f.wrong_allow + f.wrong_deny) as f64 / f.total as f64;
@@ -185,19 +197,27 @@ fn replay_matches_an_exact_sliding_log() {
                 100.0 * w as f64 / n as f64
             }
         });
+        let (n, w) = (
+            f.by_class[0].0 + f.by_class[1].0,
+            f.by_class[0].1 + f.by_class[1].1,
+        );
+        let well_behaved_pct = 100.0 * w as f64 / n as f64;
         // The figures for the record (cargo test -- --nocapture shows them).
         #[allow(clippy::print_stdout)] // printing the measured figure is the point of this line
         {
             println!(
-                "accuracy ({label}): {} decisions; wrong given the admitted history: {wrong_pct:.5} % \
-                 ({} wrongly allowed, {} wrongly denied; steady {:.5} %, bursty {:.5} %, abusive {:.5} %); \
+                "accuracy ({label}): {} decisions ({:.1} % from abusive clients); wrong given the admitted history: {wrong_pct:.5} % \
+                 ({} wrongly allowed, {} wrongly denied; steady {:.5} %, bursty {:.5} %, abusive {:.5} %; \
+                 without the abusive clients {:.5} %); \
                  diverged from an independent exact log: {:.3} %; clients under the limit: {}, of them denied: {}",
                 f.total,
+                100.0 * f.by_class[2].0 as f64 / f.total as f64,
                 f.wrong_allow,
                 f.wrong_deny,
                 class_pct[0],
                 class_pct[1],
                 class_pct[2],
+                well_behaved_pct,
                 100.0 * f.diverged as f64 / f.total as f64,
                 f.under,
                 f.under_denied
@@ -219,5 +239,7 @@ fn replay_matches_an_exact_sliding_log() {
             "bursty clients: {} % wrong",
             class_pct[1]
         );
+        // Regression guards on the approximation at the limit (see the module docs).
+        assert!(class_pct[2] <= 21.0, "abusive clients: {} % wrong", class_pct[2]);
     }
 }
