@@ -404,6 +404,65 @@ mod tests {
         assert!(store.len() <= 1024, "dead entries remain: {}", store.len());
     }
 
+    /// The longest stop under one shard lock: the last doubling of a shard at the default
+    /// cap (the largest rehash there is), and inserts at the cap (sampled eviction).
+    /// Timed as the best of five runs, so that preemption on a busy machine is not counted;
+    /// asserted at most 1 ms in optimised builds
+    /// (`cargo test --release -p watchpost-ratelimit --lib pause -- --nocapture`).
+    #[test]
+    fn longest_pause_is_under_a_millisecond() {
+        use std::time::{Duration, Instant};
+        let store = LocalStore::new(DEFAULT_MAX_KEYS);
+        let (cap, max_slots) = (store.cap_per_shard, store.max_slots);
+        let mut h = 0u64;
+        let mut next_hash = || {
+            h += 1;
+            slot_hash(fmix64(h), 0)
+        };
+        let entry = |hash| Slot {
+            hash,
+            expires_s: 100,
+            ..Slot::default()
+        };
+        let mut grow = Duration::MAX;
+        let mut moved = 0;
+        for _ in 0..5 {
+            let mut t = Table::new(max_slots / 2);
+            while (t.len + 2) * 4 <= t.slots.len() * 3 {
+                t.find_or_insert(entry(next_hash()), 0, cap, max_slots, &[]);
+            }
+            moved = t.len;
+            let start = Instant::now();
+            t.grow(0);
+            grow = grow.min(start.elapsed());
+            assert_eq!(t.slots.len(), max_slots);
+        }
+        // At the cap: each insert evicts one of eight sampled entries.
+        let mut t = Table::new(max_slots);
+        while t.len < cap {
+            t.find_or_insert(entry(next_hash()), 0, cap, max_slots, &[]);
+        }
+        let mut evict = Duration::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            for _ in 0..1000 {
+                t.find_or_insert(entry(next_hash()), 0, cap, max_slots, &[]);
+            }
+            evict = evict.min(start.elapsed() / 1000);
+        }
+        assert_eq!(t.len, cap);
+        #[allow(clippy::print_stdout)] // the measured figure is the point of this test
+        {
+            println!(
+                "pause: largest rehash {grow:?} ({moved} entries, {max_slots} slots per shard at a cap of {DEFAULT_MAX_KEYS}); insert at the cap {evict:?} on average"
+            );
+        }
+        if !cfg!(debug_assertions) {
+            assert!(grow <= Duration::from_millis(1), "rehash took {grow:?}");
+            assert!(evict <= Duration::from_millis(1), "eviction took {evict:?}");
+        }
+    }
+
     #[test]
     fn remove_keeps_probe_paths() {
         let mut t = Table::new(8);
