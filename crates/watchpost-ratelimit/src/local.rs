@@ -218,7 +218,7 @@ impl Table {
     #[inline]
     fn sweep(&mut self, now_s: u32) {
         self.ops = self.ops.wrapping_add(1);
-        if self.ops % SWEEP_EVERY != 0 {
+        if !self.ops.is_multiple_of(SWEEP_EVERY) {
             return;
         }
         for _ in 0..SWEEP_EVERY {

@@ -240,6 +240,10 @@ fn replay_matches_an_exact_sliding_log() {
             class_pct[1]
         );
         // Regression guards on the approximation at the limit (see the module docs).
-        assert!(class_pct[2] <= 21.0, "abusive clients: {} % wrong", class_pct[2]);
+        assert!(
+            class_pct[2] <= 21.0,
+            "abusive clients: {} % wrong",
+            class_pct[2]
+        );
     }
 }
