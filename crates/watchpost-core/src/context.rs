@@ -2,7 +2,7 @@
 //!
 //! The correlation layer creates one per request and puts it into the request
 //! extensions; later layers fill in what they learn (the server's authentication adds
-//! the [`Principal`](crate::Principal), the router adds the route template). Crates read it
+//! the [`Principal`], the router adds the route template). Crates read it
 //! from the extensions; none of them needs the crate that created it.
 
 use std::fmt;
