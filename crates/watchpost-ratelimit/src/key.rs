@@ -125,12 +125,12 @@ impl KeyHasher {
             RateLimitKey::ApiKey(s) => self.bytes(1, s.as_bytes()),
             RateLimitKey::Tenant(s) => self.bytes(2, s.as_bytes()),
             RateLimitKey::Custom(s) => self.bytes(3, s.as_bytes()),
-            RateLimitKey::Ip(IpAddr::V4(v4)) => {
-                fmix64(mix(self.seed ^ 4, u64::from(u32::from(*v4))))
-            }
+            // One seeded folded multiply spreads a fixed-size address well enough: the
+            // store mixes again (fmix64) per policy before picking a slot.
+            RateLimitKey::Ip(IpAddr::V4(v4)) => mix(self.seed ^ 4, u64::from(u32::from(*v4))),
             RateLimitKey::Ip(IpAddr::V6(v6)) => {
                 let b = u128::from(*v6);
-                fmix64(mix(mix(self.seed ^ 6, (b >> 64) as u64), b as u64))
+                mix(mix(self.seed ^ 6, (b >> 64) as u64), b as u64)
             }
         }
     }
