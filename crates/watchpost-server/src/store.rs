@@ -127,9 +127,9 @@ impl Stores {
                     .database_url
                     .as_deref()
                     .expect("config validation requires DATABASE_URL for postgres");
+                let pool = open_postgres(url, config.database_pool_size).await?;
                 // The data dir holds the audit spool and signing key on this backend too.
                 ensure_data_dir(&config.data_dir)?;
-                let pool = open_postgres(url, config.database_pool_size).await?;
                 Ok(Self {
                     kind: StoreKind::Postgres,
                     sqlite: None,

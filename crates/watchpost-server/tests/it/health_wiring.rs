@@ -78,7 +78,8 @@ async fn sqlite_server_reports_its_store_and_becomes_ready_after_start_up() {
 #[tokio::test]
 async fn postgres_server_checks_postgres() {
     let db = TestDatabase::create().await;
-    let state = app_state(postgres_config(db.url())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = app_state(postgres_config(db.url(), dir.path())).await;
     state.health.mark_started();
     let (s, _, body) = call(&state, get("/ready", &[])).await;
     assert_eq!(s, 200);

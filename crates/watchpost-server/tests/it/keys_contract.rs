@@ -90,7 +90,8 @@ async fn sqlite_store_meets_the_contract() {
 #[tokio::test]
 async fn postgres_store_meets_the_contract() {
     let db = TestDatabase::create().await;
-    let state = app_state(postgres_config(db.url())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = app_state(postgres_config(db.url(), dir.path())).await;
     contract(state.keys.clone()).await;
     // Migrations are idempotent: running them again changes nothing.
     state.stores.migrate().await.unwrap();

@@ -33,9 +33,11 @@ pub(crate) fn sqlite_config(dir: &Path) -> Config {
     c
 }
 
-pub(crate) fn postgres_config(url: String) -> Config {
+/// PostgreSQL at `url`; the data dir (audit spool and signing key) goes to `dir`, never the crate folder.
+pub(crate) fn postgres_config(url: String, dir: &Path) -> Config {
     let mut c = memory_config();
     c.store = StoreKind::Postgres;
+    c.data_dir = dir.to_owned();
     c.database_url = Some(url);
     c.database_pool_size = 4;
     c
@@ -86,7 +88,9 @@ pub(crate) fn post_json(path: &str, headers: &[(&str, &str)], body: &str) -> Req
 /// The built `watchpost` binary with a clean environment (only what the test sets).
 pub(crate) fn watchpost() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_watchpost"));
-    c.env_clear()
+    // A relative default data dir (`./data`) must never land in the source tree.
+    c.current_dir(std::env::temp_dir())
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
