@@ -2,7 +2,6 @@
 //! actor, other services post events, tenants see only their own, the trail verifies, and in
 //! `fail_closed` mode every acknowledged event survives a SIGKILL of the server.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,9 @@ use watchpost_core::Role;
 use watchpost_server::keys::generate;
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, app_state, call, get, post_json, sqlite_config, watchpost};
+use crate::support::{
+    ROOT_KEY, app_state, call, get, over_socket, post_json, sqlite_config, watchpost,
+};
 
 #[tokio::test]
 async fn mutations_are_audited_and_tenants_see_only_their_own() {
@@ -127,27 +128,6 @@ fn start(env: &[(&str, String)]) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-/// One HTTP/1.1 exchange; `(status, body)`, or `None` when the connection failed.
-fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ROOT_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    Some((status, body))
-}
-
 #[test]
 fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,14 +144,23 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
             let acknowledged = acknowledged.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
+                let root = format!("Bearer {ROOT_KEY}");
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
                     let body = format!(
                         r#"{{"action":"create","resourceType":"order","resourceId":"w{w}-{n}"}}"#
                     );
-                    if let Some((201, body)) = exchange(addr, "POST", "/audit/events", &body) {
-                        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+                    if let Some(reply) = over_socket(
+                        addr,
+                        "POST",
+                        "/audit/events",
+                        &[("Authorization", &root)],
+                        &body,
+                    )
+                    .filter(|r| r.status == 201)
+                    {
+                        let v: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
                         acknowledged
                             .lock()
                             .unwrap()
@@ -200,10 +189,19 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
     assert!(acknowledged.len() >= 200);
 
     let (mut child, addr) = start(&env);
+    let root = format!("Bearer {ROOT_KEY}");
     let missing: Vec<&String> = acknowledged
         .iter()
         .filter(|id| {
-            exchange(addr, "GET", &format!("/audit/events/{id}"), "").map(|r| r.0) != Some(200)
+            over_socket(
+                addr,
+                "GET",
+                &format!("/audit/events/{id}"),
+                &[("Authorization", &root)],
+                "",
+            )
+            .map(|r| r.status)
+                != Some(200)
         })
         .collect();
     let _ = child.kill();

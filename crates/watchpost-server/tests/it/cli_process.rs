@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, watchpost};
+use crate::support::{ROOT_KEY, over_socket, watchpost};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = watchpost();
@@ -225,22 +225,11 @@ impl Drop for Server {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection; the status code.
+/// The status of `GET path` with `X-API-Key: key`.
 fn status_of(addr: SocketAddr, path: &str, key: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line")
+    over_socket(addr, "GET", path, &[("X-API-Key", key)], "")
+        .expect("an HTTP answer")
+        .status
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! watchpost-health as wired into the server: the seed shapes, the store check, readiness that
 //! follows start-up, root-only details, and SIGTERM failing readiness before the drain.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,8 @@ use serde_json::json;
 use watchpost_test_support::{TestDatabase, free_addr};
 
 use crate::support::{
-    ROOT_KEY, app_state, call, get, memory_config, postgres_config, sqlite_config, watchpost,
+    ROOT_KEY, app_state, call, get, memory_config, over_socket, postgres_config, sqlite_config,
+    watchpost,
 };
 
 #[tokio::test]
@@ -105,16 +105,7 @@ async fn memory_server_has_no_database_check() {
 }
 
 fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    over_socket(addr, "GET", path, &[], "").map(|r| r.status)
 }
 
 #[test]
