@@ -64,6 +64,23 @@ fn problem(p: Problem, req_ext: &http::Extensions, path: &str) -> Response {
         .into_response()
 }
 
+/// The caller (any API key) and its filters as an [`EventQuery`] (tenant keys confined to their
+/// tenant), or the problem response: shared by the listing and the export.
+fn authorized_query(parts: &http::request::Parts) -> Result<EventQuery, Response> {
+    let path = parts.uri.path();
+    let principal = authorize(&parts.extensions, Access::AnyKey)
+        .map_err(|p| problem(p, &parts.extensions, path))?;
+    let Query(params) =
+        Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
+            problem(
+                Problem::bad_request(format!("the query string cannot be read: {e}")),
+                &parts.extensions,
+                path,
+            )
+        })?;
+    parse_query(&params, &principal).map_err(|p| problem(*p, &parts.extensions, path))
+}
+
 fn error_problem(e: &AuditError) -> Problem {
     match e {
         AuditError::EventTooLarge { limit, .. } => Problem::payload_too_large(*limit as u64),
@@ -355,23 +372,9 @@ fn parse_query(
 async fn list_events(State(s): State<ApiState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let principal = match authorize(&parts.extensions, Access::AnyKey) {
-        Ok(p) => p,
-        Err(p) => return problem(p, &parts.extensions, &path),
-    };
-    let params = match Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
-        Ok(Query(p)) => p,
-        Err(e) => {
-            return problem(
-                Problem::bad_request(format!("the query string cannot be read: {e}")),
-                &parts.extensions,
-                &path,
-            );
-        }
-    };
-    let q = match parse_query(&params, &principal) {
+    let q = match authorized_query(&parts) {
         Ok(q) => q,
-        Err(p) => return problem(*p, &parts.extensions, &path),
+        Err(response) => return response,
     };
     match s.auditor.store().query(&q).await {
         Ok(page) => axum::Json(EventPage {
@@ -443,24 +446,9 @@ async fn get_event(State(s): State<ApiState>, Path(id): Path<String>, req: Reque
 ))]
 async fn export_events(State(s): State<ApiState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let principal = match authorize(&parts.extensions, Access::AnyKey) {
-        Ok(p) => p,
-        Err(p) => return problem(p, &parts.extensions, &path),
-    };
-    let params = match Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
-        Ok(Query(p)) => p,
-        Err(e) => {
-            return problem(
-                Problem::bad_request(format!("the query string cannot be read: {e}")),
-                &parts.extensions,
-                &path,
-            );
-        }
-    };
-    let mut q = match parse_query(&params, &principal) {
+    let mut q = match authorized_query(&parts) {
         Ok(q) => q,
-        Err(p) => return problem(*p, &parts.extensions, &path),
+        Err(response) => return response,
     };
     q.limit = MAX_PAGE;
     let store = s.auditor.store().clone();
