@@ -18,6 +18,14 @@ use watchpost_test_support::TestDatabase;
 
 const BATCH: usize = 2000;
 
+/// Alternating writer / raw COPY rounds (`WATCHPOST_BENCH_ROUNDS`, default 9).
+static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("WATCHPOST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9)
+});
+
 fn pool(url: &str) -> deadpool_postgres::Pool {
     let mut cfg = deadpool_postgres::Config::new();
     cfg.url = Some(url.to_owned());
@@ -101,13 +109,14 @@ fn main() {
         b.to_async(&rt).iter_custom(|iters| {
             let auditor = auditor.clone();
             async move {
+                // Sustained: one stream of events, durable at the end (the queue bounds what waits).
                 let start = Instant::now();
                 for _ in 0..iters {
                     for i in 0..BATCH {
                         auditor.record_async(event(i)).await.unwrap();
                     }
-                    auditor.flush().await.unwrap();
                 }
+                auditor.flush().await.unwrap();
                 start.elapsed()
             }
         })
@@ -206,6 +215,52 @@ fn main() {
         })
     });
     g.finish();
+
+    // The same comparison in alternating rounds, so that load from elsewhere on the machine
+    // hits both sides alike: the writer's rate over raw COPY's, round by round.
+    rt.block_on(async {
+        const ROUND: usize = 5 * BATCH;
+        let mut ratios = Vec::new();
+        let (mut writer_rates, mut copy_rates) = (Vec::new(), Vec::new());
+        for r in 0..*ROUNDS {
+            let start = Instant::now();
+            for i in 0..ROUND {
+                auditor.record_async(event(i)).await.unwrap();
+            }
+            auditor.flush().await.unwrap();
+            let writer = ROUND as f64 / start.elapsed().as_secs_f64();
+            let chunks: Vec<Vec<AuditEvent>> = (0..ROUND / BATCH)
+                .map(|k| sealed(BATCH, &format!("round-{r}-{k}-{}", uuid::Uuid::now_v7())))
+                .collect();
+            let start = Instant::now();
+            for rows in &chunks {
+                let mut c = pool.get().await.unwrap();
+                let tx = c.transaction().await.unwrap();
+                tx.batch_execute("SET LOCAL synchronous_commit TO on")
+                    .await
+                    .unwrap();
+                copy_events(&tx, rows).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            let copy = ROUND as f64 / start.elapsed().as_secs_f64();
+            writer_rates.push(writer);
+            copy_rates.push(copy);
+            ratios.push(writer / copy);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "alternating rounds of {ROUND} events: writer/COPY median {:.2}x (min {:.2}x, max {:.2}x); \
+             writer median {:.0} events/s, raw COPY median {:.0} rows/s",
+            median(&mut ratios.clone()),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+            median(&mut writer_rates),
+            median(&mut copy_rates),
+        );
+    });
 
     // Latency percentiles: async enqueue, and what blocking mode adds to a request (record until durable).
     rt.block_on(async {

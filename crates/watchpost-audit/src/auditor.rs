@@ -1,13 +1,16 @@
 //! [`Auditor`]: the recording handle, and the one writer task per process behind it.
 //!
 //! Callers prepare events (redaction, bounds) on their own task and hand them to a bounded
-//! queue. The writer task takes everything waiting (up to `max_batch`, lingering a few
-//! milliseconds for more), seals the batch into its hash chain, and makes it durable in one
-//! store call (one binary `COPY` and one commit on PostgreSQL). When the store fails or
+//! queue. The writer task seals each event into its hash chain as it arrives and writes
+//! batches as a pipeline: while one batch is being made durable (one binary `COPY` and one
+//! commit on PostgreSQL, on a task of its own), the events arriving meanwhile are sealed into
+//! the next batch (up to `max_batch`), which is written as soon as the first is acknowledged.
+//! An idle writer writes a lone event at once (group commit without a timer), so a blocking
+//! request waits for at most the write in flight and its own. When the store fails or
 //! times out, the batch goes to the fsynced spool instead and is acknowledged from there;
 //! while anything is spooled, new batches are spooled too, and the writer replays the spool
-//! in order (the store skips ids it already holds) until it is empty. Checkpoints are signed
-//! every `checkpoint_every` events and every `checkpoint_interval`, idle or not.
+//! in order (the store skips ids it already holds) until it is empty. Checkpoints sign the
+//! last durable event, every `checkpoint_every` events and every `checkpoint_interval`, idle or not.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +43,8 @@ pub struct AuditConfig {
     pub queue_capacity: usize,
     /// Most events per durable batch.
     pub max_batch: usize,
-    /// How long the writer waits for more events before writing a partial batch.
+    /// How long an idle writer waits for more events before writing a partial batch. While a
+    /// write is in flight the next batch gathers by itself, so the default, zero, writes at once.
     pub linger: Duration,
     /// A store write slower than this is treated as a failure (the batch is spooled).
     pub write_timeout: Duration,
@@ -72,7 +76,7 @@ impl Default for AuditConfig {
             data_dir: None,
             queue_capacity: 10_000,
             max_batch: 1000,
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
             write_timeout: Duration::from_secs(5),
             spool_max_bytes: 1024 * 1024 * 1024,
             retry_interval: Duration::from_secs(1),
@@ -228,6 +232,8 @@ impl AuditorBuilder {
             spool: spool.map(|s| Arc::new(std::sync::Mutex::new(s))),
             spool_pending: false,
             head: ChainHead::genesis(stream),
+            durable_seq: 0,
+            durable_hash: crate::event::GENESIS_HASH.to_owned(),
             last_checkpoint: None,
             since_checkpoint: 0,
             signer,
@@ -289,9 +295,7 @@ impl Auditor {
         if let Some(p) = &mut e.payload {
             self.shared.redactor.apply(p);
         }
-        let size = serde_json::to_vec(&e)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = crate::redact::json_len(&e);
         if size > self.shared.max_event_bytes {
             self.shared.metrics.failed.inc();
             return Err(AuditError::EventTooLarge {
@@ -402,13 +406,59 @@ enum Durable {
     Spool,
 }
 
+/// Events sealed into the chain, in order, not yet durable.
+struct Sealed {
+    events: Vec<AuditEvent>,
+    acks: Vec<Option<Ack>>,
+    /// The chain head before the first of them, restored when nothing takes them.
+    before: ChainHead,
+}
+
+/// A batch a task of its own is writing to the store.
+struct InFlight {
+    events: Arc<Vec<AuditEvent>>,
+    acks: Vec<Option<Ack>>,
+    before: ChainHead,
+    started: tokio::time::Instant,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// The writer's pipeline: at most one batch in flight to the store, and the next batch,
+/// sealed as its events arrive, waiting for it. The store writes in chain order, one at a
+/// time, so a batch is never durable before the one it follows.
+#[derive(Default)]
+struct Pipeline {
+    in_flight: Option<InFlight>,
+    next: Option<Sealed>,
+}
+
+impl Pipeline {
+    fn next_len(&self) -> usize {
+        self.next.as_ref().map_or(0, |n| n.events.len())
+    }
+}
+
+/// Resolves when the in-flight write ends; never while nothing is in flight.
+async fn landed(
+    in_flight: &mut Option<InFlight>,
+) -> std::result::Result<Result<()>, tokio::task::JoinError> {
+    match in_flight {
+        Some(f) => (&mut f.task).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Writer {
     rx: mpsc::Receiver<Msg>,
     store: Arc<dyn AuditStore>,
     sinks: Vec<Arc<dyn AuditSink>>,
     spool: Option<Arc<std::sync::Mutex<Spool>>>,
     spool_pending: bool,
+    /// Where sealing has reached (events sealed, maybe not yet durable).
     head: ChainHead,
+    /// The last event known durable (in the store or the spool): what checkpoints sign.
+    durable_seq: i64,
+    durable_hash: String,
     last_checkpoint: Option<Checkpoint>,
     since_checkpoint: u64,
     signer: CheckpointSigner,
@@ -432,52 +482,70 @@ impl Writer {
         maintenance_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_tick = tokio::time::interval(self.config.retry_interval);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch: Vec<(AuditEvent, Option<Ack>)> = Vec::with_capacity(self.config.max_batch);
+        let mut p = Pipeline::default();
         loop {
+            let room = p.next_len() < self.config.max_batch;
             tokio::select! {
-                msg = self.rx.recv() => {
+                biased;
+                joined = landed(&mut p.in_flight) => {
+                    let done = self.land(&mut p, joined).await;
+                    self.launch(&mut p).await;
+                    if let Some(events) = done {
+                        self.after_durable(&events).await;
+                    }
+                }
+                msg = self.rx.recv(), if room => {
                     let Some(msg) = msg else {
+                        self.drain(&mut p).await;
                         self.finish().await;
                         return;
                     };
-                    let control = self.collect(msg, &mut batch).await;
-                    if !batch.is_empty() {
-                        self.write_events(&mut batch).await;
-                    }
+                    let control = match msg {
+                        Msg::Event(e, ack) => {
+                            self.seal_into(&mut p, *e, ack);
+                            self.gather(&mut p).await
+                        }
+                        other => Some(other),
+                    };
+                    self.launch(&mut p).await;
+                    let Some(control) = control else { continue };
+                    // Control messages see everything queued before them durable.
+                    self.drain(&mut p).await;
                     match control {
-                        None => {}
-                        Some(Msg::Flush(reply)) => { let _ = reply.send(Ok(())); }
-                        Some(Msg::Checkpoint(reply)) => { let _ = reply.send(self.checkpoint().await); }
-                        Some(Msg::Replay(reply)) => {
+                        Msg::Flush(reply) => { let _ = reply.send(Ok(())); }
+                        Msg::Checkpoint(reply) => { let _ = reply.send(self.checkpoint().await); }
+                        Msg::Replay(reply) => {
                             self.replay().await;
                             let _ = reply.send(!self.spool_pending);
                         }
-                        Some(Msg::Shutdown(reply)) => {
+                        Msg::Shutdown(reply) => {
                             self.rx.close();
                             while let Ok(msg) = self.rx.try_recv() {
                                 if let Msg::Event(e, ack) = msg {
-                                    batch.push((*e, ack));
-                                    if batch.len() >= self.config.max_batch {
-                                        self.write_events(&mut batch).await;
+                                    if p.next_len() >= self.config.max_batch {
+                                        self.drain(&mut p).await;
                                     }
+                                    self.seal_into(&mut p, *e, ack);
                                 }
                             }
-                            if !batch.is_empty() {
-                                self.write_events(&mut batch).await;
-                            }
+                            self.drain(&mut p).await;
                             self.finish().await;
                             let _ = reply.send(());
                             return;
                         }
-                        Some(Msg::Event(..)) => {}
+                        Msg::Event(..) => {}
                     }
                 }
                 _ = checkpoint_tick.tick() => {
+                    // Signs what is durable so far; a batch in flight is covered by the next one.
                     if let Err(e) = self.checkpoint().await {
                         tracing::error!(error = %e, "cannot write the periodic audit checkpoint");
                     }
                 }
-                _ = retry_tick.tick(), if self.spool_pending => self.replay().await,
+                _ = retry_tick.tick(), if self.spool_pending => {
+                    self.drain(&mut p).await;
+                    self.replay().await;
+                }
                 _ = maintenance_tick.tick() => {
                     let now = self.clock.now();
                     if let Err(e) = self.store_call(self.store.maintain(now)).await {
@@ -488,35 +556,197 @@ impl Writer {
         }
     }
 
-    /// Gathers events into `batch` until it is full, the linger passes, or a control message arrives.
-    async fn collect(
-        &mut self,
-        first: Msg,
-        batch: &mut Vec<(AuditEvent, Option<Ack>)>,
-    ) -> Option<Msg> {
-        let mut next = Some(first);
+    /// Seals `event` onto the chain at the end of the next batch.
+    fn seal_into(&mut self, p: &mut Pipeline, mut event: AuditEvent, ack: Option<Ack>) {
+        event.recorded_at = self.now();
+        let head = &mut self.head;
+        let max = self.config.max_batch;
+        let next = p.next.get_or_insert_with(|| Sealed {
+            events: Vec::with_capacity(max.min(1024)),
+            acks: Vec::with_capacity(max.min(1024)),
+            before: head.clone(),
+        });
+        head.seal(&mut event);
+        next.events.push(event);
+        next.acks.push(ack);
+    }
+
+    /// Seals every event already waiting into the next batch, until it is full or a control
+    /// message comes (returned). Only an idle writer lingers for more (`linger`): while a
+    /// write is in flight, the next batch gathers by itself.
+    async fn gather(&mut self, p: &mut Pipeline) -> Option<Msg> {
         let deadline = tokio::time::Instant::now() + self.config.linger;
         loop {
-            match next.take() {
-                Some(Msg::Event(e, ack)) => batch.push((*e, ack)),
-                Some(other) => return Some(other),
-                None => {}
-            }
-            if batch.len() >= self.config.max_batch {
+            if p.next_len() >= self.config.max_batch {
                 return None;
             }
-            match self.rx.try_recv() {
-                Ok(m) => next = Some(m),
+            let msg = match self.rx.try_recv() {
+                Ok(m) => m,
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if self.config.linger.is_zero() {
+                    if self.config.linger.is_zero() || p.in_flight.is_some() {
                         return None;
                     }
                     match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                        Ok(Some(m)) => next = Some(m),
+                        Ok(Some(m)) => m,
                         Ok(None) | Err(_) => return None,
                     }
                 }
+            };
+            match msg {
+                Msg::Event(e, ack) => self.seal_into(p, *e, ack),
+                other => return Some(other),
+            }
+        }
+    }
+
+    /// Starts writing the next batch when nothing is in flight: to the store on a task of its
+    /// own, or, while the spool holds records, to the spool (in place, keeping the order).
+    async fn launch(&mut self, p: &mut Pipeline) {
+        if p.in_flight.is_some() {
+            return;
+        }
+        let Some(batch) = p.next.take() else {
+            return;
+        };
+        let started = tokio::time::Instant::now();
+        let events = Arc::new(batch.events);
+        if self.spool_pending {
+            let result = self.spool_events(&events).await.map(|()| Durable::Spool);
+            let done = self.settle(p, events, batch.acks, batch.before, started, result);
+            if let Some(events) = done {
+                self.after_durable(&events).await;
+            }
+            return;
+        }
+        let (store, timeout, batch_events) = (
+            self.store.clone(),
+            self.config.write_timeout,
+            events.clone(),
+        );
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout(timeout, store.append(&batch_events)).await {
+                Ok(r) => r,
+                Err(_) => Err(AuditError::Timeout {
+                    backend: store.backend(),
+                    millis: timeout.as_millis() as u64,
+                }),
+            }
+        });
+        p.in_flight = Some(InFlight {
+            events,
+            acks: batch.acks,
+            before: batch.before,
+            started,
+            task,
+        });
+    }
+
+    /// Takes the result of the in-flight write; a failed batch goes to the spool.
+    /// Returns the batch when it is durable.
+    async fn land(
+        &mut self,
+        p: &mut Pipeline,
+        joined: std::result::Result<Result<()>, tokio::task::JoinError>,
+    ) -> Option<Arc<Vec<AuditEvent>>> {
+        let f = p.in_flight.take()?;
+        let stored = joined.unwrap_or_else(|e| {
+            Err(AuditError::store(
+                self.store.backend(),
+                format!("the write task failed: {e}"),
+            ))
+        });
+        let result = match stored {
+            Ok(()) => Ok(Durable::Store),
+            Err(e) if self.spool.is_some() => {
+                tracing::warn!(error = %e, "audit store unavailable; spooling to disk");
+                self.spool_events(&f.events).await.map(|()| Durable::Spool)
+            }
+            Err(e) => Err(e),
+        };
+        self.settle(p, f.events, f.acks, f.before, f.started, result)
+    }
+
+    /// Acknowledges a written batch; when nothing took it, gives its sequence numbers back
+    /// (re-sealing the batch behind it) so the chain has no gap.
+    fn settle(
+        &mut self,
+        p: &mut Pipeline,
+        events: Arc<Vec<AuditEvent>>,
+        acks: Vec<Option<Ack>>,
+        before: ChainHead,
+        started: tokio::time::Instant,
+        result: Result<Durable>,
+    ) -> Option<Arc<Vec<AuditEvent>>> {
+        let n = events.len() as u64;
+        self.metrics
+            .write_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_size.observe(n as f64);
+        match result {
+            Ok(durable) => {
+                self.metrics.recorded.inc_by(n);
+                if durable == Durable::Spool {
+                    self.metrics.spooled.inc_by(n);
+                }
+                if let Some(last) = events.last() {
+                    self.durable_seq = last.seq;
+                    self.durable_hash.clone_from(&last.hash);
+                }
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Ok(()));
+                }
+                Some(events)
+            }
+            Err(e) => {
+                self.head = before.clone();
+                if let Some(next) = p.next.as_mut() {
+                    next.before = before;
+                    for e in &mut next.events {
+                        self.head.seal(e);
+                    }
+                }
+                self.metrics.failed.inc_by(n);
+                tracing::error!(error = %e, events = n, "audit events could not be made durable");
+                let msg = e.to_string();
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(AuditError::NotDurable(msg.clone())));
+                }
+                None
+            }
+        }
+    }
+
+    /// After a batch is durable (and the next one started): the extra sinks, then a checkpoint when due.
+    async fn after_durable(&mut self, events: &[AuditEvent]) {
+        for sink in &self.sinks {
+            if let Err(e) = sink.write_batch(events).await {
+                self.metrics.sink_errors.inc();
+                tracing::error!(sink = sink.name(), error = %e, "audit sink write failed");
+            }
+        }
+        self.since_checkpoint += events.len() as u64;
+        if self.since_checkpoint >= self.config.checkpoint_every
+            && let Err(e) = self.checkpoint().await
+        {
+            tracing::error!(error = %e, "cannot write an audit checkpoint");
+        }
+    }
+
+    /// Writes everything sealed so far and waits until it is durable (or refused).
+    async fn drain(&mut self, p: &mut Pipeline) {
+        loop {
+            if p.in_flight.is_some() {
+                let joined = landed(&mut p.in_flight).await;
+                let done = self.land(p, joined).await;
+                self.launch(p).await;
+                if let Some(events) = done {
+                    self.after_durable(&events).await;
+                }
+            } else if p.next.is_some() {
+                self.launch(p).await;
+            } else {
+                return;
             }
         }
     }
@@ -528,77 +758,12 @@ impl Writer {
         now
     }
 
-    async fn write_events(&mut self, batch: &mut Vec<(AuditEvent, Option<Ack>)>) {
-        let saved = self.head.clone();
-        let now = self.now();
-        let mut events: Vec<AuditEvent> = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        for (mut e, ack) in batch.drain(..) {
-            e.recorded_at = now;
-            self.head.seal(&mut e);
-            events.push(e);
-            acks.push(ack);
-        }
-        let n = events.len() as u64;
-        let started = tokio::time::Instant::now();
-        let result = self.persist_events(&events).await;
-        self.metrics
-            .write_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.batch_size.observe(n as f64);
-        match result {
-            Ok(durable) => {
-                self.metrics.recorded.inc_by(n);
-                if durable == Durable::Spool {
-                    self.metrics.spooled.inc_by(n);
-                }
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Ok(()));
-                }
-                for sink in &self.sinks {
-                    if let Err(e) = sink.write_batch(&events).await {
-                        self.metrics.sink_errors.inc();
-                        tracing::error!(sink = sink.name(), error = %e, "audit sink write failed");
-                    }
-                }
-                self.since_checkpoint += n;
-                if self.since_checkpoint >= self.config.checkpoint_every
-                    && let Err(e) = self.checkpoint().await
-                {
-                    tracing::error!(error = %e, "cannot write an audit checkpoint");
-                }
-            }
-            Err(e) => {
-                // Nothing took the batch: give its sequence numbers back so the chain has no gap.
-                self.head = saved;
-                self.metrics.failed.inc_by(n);
-                tracing::error!(error = %e, events = n, "audit events could not be made durable");
-                let msg = e.to_string();
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Err(AuditError::NotDurable(msg.clone())));
-                }
-            }
-        }
-    }
-
-    async fn persist_events(&mut self, events: &[AuditEvent]) -> Result<Durable> {
-        if !self.spool_pending {
-            match self.store_call(self.store.append(events)).await {
-                Ok(()) => return Ok(Durable::Store),
-                Err(e) => {
-                    if self.spool.is_none() {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "audit store unavailable; spooling to disk");
-                }
-            }
-        }
+    async fn spool_events(&mut self, events: &[AuditEvent]) -> Result<()> {
         let records: Vec<SpoolRecord> = events
             .iter()
             .map(|e| SpoolRecord::Event(Box::new(e.clone())))
             .collect();
-        self.spool_append(records).await?;
-        Ok(Durable::Spool)
+        self.spool_append(records).await
     }
 
     async fn store_call<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -728,8 +893,8 @@ impl Writer {
         let cp = self.signer.sign_next(
             &self.head.stream,
             self.last_checkpoint.as_ref(),
-            self.head.seq,
-            &self.head.hash,
+            self.durable_seq,
+            &self.durable_hash,
             now,
         );
         let stored = if self.spool_pending {
@@ -747,7 +912,7 @@ impl Writer {
     }
 
     async fn finish(&mut self) {
-        if self.head.seq > self.last_checkpoint.as_ref().map_or(0, |c| c.to_seq)
+        if self.durable_seq > self.last_checkpoint.as_ref().map_or(0, |c| c.to_seq)
             && let Err(e) = self.checkpoint().await
         {
             tracing::error!(error = %e, "cannot write the final audit checkpoint");

@@ -227,6 +227,34 @@ pub mod ts {
         t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
     }
 
+    /// Appends `"<format(t)>"` to `out` without chrono's format machinery (the hash path).
+    pub fn write_quoted(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+        use chrono::{Datelike, Timelike};
+        let (year, nanos) = (t.year(), t.nanosecond());
+        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+            // Years chrono pads differently, and leap seconds: the general route.
+            out.push(b'"');
+            out.extend_from_slice(format(t).as_bytes());
+            out.push(b'"');
+            return;
+        }
+        let mut b = *b"\"0000-00-00T00:00:00.000000Z\"";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(1, 4, year as u32);
+        put(6, 2, t.month());
+        put(9, 2, t.day());
+        put(12, 2, t.hour());
+        put(15, 2, t.minute());
+        put(18, 2, t.second());
+        put(21, 6, nanos / 1000);
+        out.extend_from_slice(&b);
+    }
+
     /// Serde serializer.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format(t))
@@ -307,12 +335,105 @@ impl AuditEvent {
 
     /// [`canonical_json`](Self::canonical_json) as bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut v {
-            map.remove("hash");
-            map.remove("prevHash");
+        let mut out = Vec::with_capacity(512);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends the canonical JSON to `out`, writing the fields directly in sorted key order.
+    /// Every hash (sealing and verification) goes through here, so it builds no `Value` tree;
+    /// the unit tests check it against the generic route through `serde_json::to_value`.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        fn key(out: &mut Vec<u8>, k: &str) {
+            if out.last() != Some(&b'{') {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
         }
-        canonical_bytes(&v)
+        fn string(out: &mut Vec<u8>, s: &str) {
+            // Writing a string into a Vec cannot fail; serde_json escapes exactly as the Value route does.
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        fn opt(out: &mut Vec<u8>, s: Option<&str>) {
+            match s {
+                Some(s) => string(out, s),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn int(out: &mut Vec<u8>, n: i64) {
+            use std::io::Write;
+            let _ = write!(out, "{n}");
+        }
+        // Keys in byte order, as `canonical_bytes(&Value)` would sort them.
+        out.push(b'{');
+        key(out, "action");
+        string(out, self.action.as_str());
+        key(out, "actor");
+        out.push(b'{');
+        key(out, "apiKeyId");
+        opt(out, self.actor.api_key_id.as_deref());
+        key(out, "keyName");
+        opt(out, self.actor.key_name.as_deref());
+        key(out, "role");
+        opt(out, self.actor.role.map(|r| r.as_str()));
+        key(out, "tenantId");
+        opt(out, self.actor.tenant_id.as_deref());
+        out.push(b'}');
+        key(out, "correlationId");
+        opt(out, self.correlation_id.as_deref());
+        key(out, "id");
+        out.push(b'"');
+        out.extend_from_slice(
+            self.id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.push(b'"');
+        key(out, "method");
+        opt(out, self.method.as_deref());
+        key(out, "occurredAt");
+        ts::write_quoted(out, &self.occurred_at);
+        key(out, "outcome");
+        out.push(b'{');
+        key(out, "result");
+        string(out, self.outcome.result.as_str());
+        key(out, "status");
+        match self.outcome.status {
+            Some(s) => int(out, i64::from(s)),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        key(out, "path");
+        opt(out, self.path.as_deref());
+        key(out, "payload");
+        match &self.payload {
+            Some(p) => write_canonical(p, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        key(out, "recordedAt");
+        ts::write_quoted(out, &self.recorded_at);
+        key(out, "requestId");
+        opt(out, self.request_id.as_deref());
+        key(out, "resourceId");
+        opt(out, self.resource_id.as_deref());
+        key(out, "resourceType");
+        opt(out, self.resource_type.as_deref());
+        key(out, "route");
+        opt(out, self.route.as_deref());
+        key(out, "seq");
+        int(out, self.seq);
+        key(out, "sourceIp");
+        opt(out, self.source_ip.as_deref());
+        key(out, "stream");
+        string(out, &self.stream);
+        key(out, "traceId");
+        opt(out, self.trace_id.as_deref());
+        key(out, "userAgent");
+        opt(out, self.user_agent.as_deref());
+        out.push(b'}');
     }
 
     /// The tenant this event belongs to.
@@ -578,6 +699,62 @@ mod tests {
             canonical_string(&v),
             r#"{"a":{"c":"é","z":[{"x":2,"y":1}]},"b":1}"#
         );
+    }
+
+    /// The generic route the direct writer must agree with.
+    fn via_value(e: &AuditEvent) -> Vec<u8> {
+        let mut v = serde_json::to_value(e).unwrap();
+        if let Value::Object(map) = &mut v {
+            map.remove("hash");
+            map.remove("prevHash");
+        }
+        canonical_bytes(&v)
+    }
+
+    #[test]
+    fn canonical_form_matches_the_value_route() {
+        let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.000007Z")
+            .unwrap()
+            .to_utc();
+        let bare = NewEvent::new(Action::Custom("we\"ird\u{1}\u{e9}".into())).into_event(now);
+        let mut full = NewEvent::new(Action::Update)
+            .resource("incident", "inc-1\\")
+            .outcome(Outcome::from_status(http::StatusCode::CONFLICT))
+            .payload(serde_json::json!({"z": [1, 2.5, {"b": null, "a": "\u{2028}"}], "a": true}))
+            .into_event(now);
+        full.actor = Actor {
+            api_key_id: Some("k".into()),
+            key_name: Some("n\t".into()),
+            tenant_id: Some("t".into()),
+            role: Some(Role::Tenant),
+        };
+        for s in [
+            &mut full.method,
+            &mut full.route,
+            &mut full.path,
+            &mut full.request_id,
+            &mut full.correlation_id,
+            &mut full.trace_id,
+            &mut full.source_ip,
+            &mut full.user_agent,
+        ] {
+            *s = Some("x/\u{7f}".into());
+        }
+        full.stream = "s".into();
+        full.seq = i64::MAX;
+        full.occurred_at = DateTime::parse_from_rfc3339("0999-12-31T23:59:59.999999Z")
+            .unwrap()
+            .to_utc();
+        for e in [&bare, &full] {
+            assert_eq!(
+                String::from_utf8(e.canonical_bytes()).unwrap(),
+                String::from_utf8(via_value(e)).unwrap()
+            );
+        }
+        let mut far = bare.clone();
+        far.recorded_at = DateTime::<Utc>::MIN_UTC;
+        far.occurred_at = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(far.canonical_bytes(), via_value(&far));
     }
 
     #[test]

@@ -52,6 +52,29 @@ fn squash(name: &str) -> String {
         .collect()
 }
 
+/// Counts the bytes written through it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value`'s compact JSON, without building it; `usize::MAX` if it cannot be written.
+pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut n = ByteCount(0);
+    match serde_json::to_writer(&mut n, value) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 impl Redactor {
     /// A redactor with the HMAC `key` and the default secret words.
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
@@ -116,8 +139,10 @@ impl Redactor {
     /// Redacts, then truncates the payload when its JSON is over the limit.
     pub fn apply(&self, payload: &mut Value) {
         self.redact(payload);
-        let text = canonical_string(payload);
-        if text.len() > self.max_payload_bytes {
+        // Compact JSON is as long as the canonical form (only the key order differs), and
+        // counting it allocates nothing; the text itself is only needed for a preview.
+        if json_len(payload) > self.max_payload_bytes {
+            let text = canonical_string(payload);
             let mut cut = PREVIEW_BYTES.min(text.len());
             while !text.is_char_boundary(cut) {
                 cut -= 1;

@@ -145,11 +145,49 @@ pub async fn copy_events(
     tx: &tokio_postgres::Transaction<'_>,
     events: &[AuditEvent],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!("COPY audit_events ({COLUMNS}) FROM STDIN BINARY"))
+    let copy = tx
+        .prepare(&format!("COPY audit_events ({COLUMNS}) FROM STDIN BINARY"))
         .await?;
+    write_copy(tx.client(), &copy, events).await
+}
+
+/// A connection inside a transaction this store opened by hand.
+struct OpenTransaction(Option<deadpool_postgres::Object>);
+
+impl OpenTransaction {
+    /// The transaction ended cleanly: the connection goes back to the pool.
+    fn release(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(obj) = self.0.take() {
+            // Detached from the pool and dropped: the connection closes, the server rolls back.
+            drop(deadpool_postgres::Object::take(obj));
+        }
+    }
+}
+
+/// Streams `events` through the prepared `COPY` statement `copy`.
+async fn write_copy(
+    client: &tokio_postgres::Client,
+    copy: &tokio_postgres::Statement,
+    events: &[AuditEvent],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sink = client.copy_in(copy).await?;
     let writer = BinaryCopyInWriter::new(sink, &TYPES);
     pin_mut!(writer);
+    write_rows(writer.as_mut(), events).await?;
+    writer.finish().await
+}
+
+/// Writes one `COPY` row per event, in [`COLUMNS`] order.
+async fn write_rows(
+    mut writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+    events: &[AuditEvent],
+) -> std::result::Result<(), tokio_postgres::Error> {
     for e in events {
         let role = e.actor.role.map(|r| r.as_str());
         let status = e.outcome.status.map(i32::from);
@@ -183,7 +221,7 @@ pub async fn copy_events(
         ];
         writer.as_mut().write(&row).await?;
     }
-    writer.finish().await
+    Ok(())
 }
 
 fn decode(row: &Row) -> Result<AuditEvent> {
@@ -258,16 +296,38 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// One durable transaction holding one binary `COPY`, in two round trips: `BEGIN` and
+    /// `SET LOCAL` pipelined with the start of the `COPY` (its statement prepared once per
+    /// connection), then the end of the data pipelined with `COMMIT`. A failed `COPY` leaves the
+    /// transaction aborted, so the pipelined `COMMIT` rolls back; the `COPY`'s own result decides.
     async fn copy_once(&self, events: &[AuditEvent]) -> std::result::Result<(), CopyError> {
-        let mut c = self.pool.get().await.map_err(|e| match e {
+        let obj = self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => CopyError::Pg(e),
             other => CopyError::Pool(other.to_string()),
         })?;
-        let tx = c.transaction().await?;
-        tx.batch_execute("SET LOCAL synchronous_commit TO on")
-            .await?;
-        copy_events(&tx, events).await?;
-        tx.commit().await?;
+        // Until the transaction ends cleanly the connection may hold an open transaction: if
+        // this future fails or is dropped (write timeout), the guard closes the connection
+        // instead of returning it to the pool.
+        let guard = OpenTransaction(Some(obj));
+        if let Some(c) = &guard.0 {
+            let copy = c
+                .prepare_cached(&format!("COPY audit_events ({COLUMNS}) FROM STDIN BINARY"))
+                .await?;
+            let (begun, sink) = futures_util::future::join(
+                c.batch_execute("BEGIN; SET LOCAL synchronous_commit TO on"),
+                c.copy_in(&copy),
+            )
+            .await;
+            begun?;
+            let writer = BinaryCopyInWriter::new(sink?, &TYPES);
+            pin_mut!(writer);
+            write_rows(writer.as_mut(), events).await?;
+            let (copied, committed) =
+                futures_util::future::join(writer.finish(), c.batch_execute("COMMIT")).await;
+            copied?;
+            committed?;
+        }
+        guard.release();
         Ok(())
     }
 
