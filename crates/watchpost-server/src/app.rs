@@ -131,6 +131,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The server's router: every endpoint and every layer.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes merged in behind the same layers, so they pay exactly what the
+/// server's own endpoints pay (correlation, metrics, body limit, auth, rate limit, audit). Used by
+/// `examples/bench_stacks.rs` to put a hello-world handler behind the full stack for `cargo xtask bench`.
+pub fn router_with(state: AppState, extra: Router) -> Router {
     let limit = state.config.body_limit_bytes;
     let api = Router::new()
         .route("/auth/whoami", get(keys_api::whoami))
@@ -142,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     Router::new()
         .merge(api)
+        .merge(extra)
         .merge(state.health.router())
         .merge(state.metrics.router())
         .merge(state.correlation.router())
