@@ -262,6 +262,29 @@ fn main() {
         );
     });
 
+    // The floor under blocking mode: one durable commit (a one-row INSERT in its own transaction).
+    rt.block_on(async {
+        let rows = sealed(300, &format!("floor-{}", uuid::Uuid::now_v7()));
+        let c = pool.get().await.unwrap();
+        let st = c
+            .prepare("INSERT INTO audit_events (id, stream, seq, prev_hash, hash, occurred_at, recorded_at, action, outcome) \
+                      VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)")
+            .await
+            .unwrap();
+        let mut commits = Vec::with_capacity(rows.len());
+        for e in &rows {
+            let start = Instant::now();
+            c.execute(
+                &st,
+                &[&e.id, &e.stream, &e.seq, &e.prev_hash, &e.hash, &e.occurred_at, &e.recorded_at, &e.action.as_str(), &e.outcome.result.as_str()],
+            )
+            .await
+            .unwrap();
+            commits.push(start.elapsed());
+        }
+        report("one durable commit (the floor under blocking mode)", commits);
+    });
+
     // Latency percentiles: async enqueue, and what blocking mode adds to a request (record until durable).
     rt.block_on(async {
         let mut enqueue = Vec::with_capacity(10_000);
