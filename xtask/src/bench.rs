@@ -245,6 +245,8 @@ struct CrateBench {
 fn criterion_all(env: &[(String, String)], plan: Plan) -> Result<Vec<CrateBench>, String> {
     let home = procs::target_dir().join("criterion");
     let mut all = Vec::new();
+    // A result belongs to the first run that wrote it (the slack below reaches into the previous run).
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     for (package, bench, features) in CRITERION {
         let mut args: Vec<String> = vec![
             "bench".into(),
@@ -271,7 +273,8 @@ fn criterion_all(env: &[(String, String)], plan: Plan) -> Result<Vec<CrateBench>
             // Criterion resolves a relative CARGO_TARGET_DIR against the package; pin the output.
             .env("CRITERION_HOME", &home);
         let stdout = run_echoing(&mut cmd)?;
-        let results = read_criterion(&home, since)?;
+        let mut results = read_criterion(&home, since)?;
+        results.retain(|r| seen.insert(r.full_id.clone()));
         if results.is_empty() {
             return Err(format!(
                 "{command} wrote no results under {}",
@@ -438,7 +441,7 @@ impl Pinning {
             Self {
                 server: vec!["taskset".into(), "-c".into(), "0".into()],
                 client: vec!["taskset".into(), "-c".into(), "1".into()],
-                note: "server pinned to core 0 (`taskset -c 0`), wrk to core 1 (`taskset -c 1`)"
+                note: "Server pinned to core 0 (`taskset -c 0`), wrk to core 1 (`taskset -c 1`)"
                     .into(),
             }
         } else {
@@ -446,7 +449,7 @@ impl Pinning {
                 server: Vec::new(),
                 client: Vec::new(),
                 note: format!(
-                    "not pinned: this machine has {cores} core(s); server and wrk share it"
+                    "Not pinned: this machine has {cores} core(s); server and wrk share it"
                 ),
             }
         }
