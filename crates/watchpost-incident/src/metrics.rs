@@ -122,8 +122,17 @@ impl IncidentMetrics {
         for t in transitions {
             match t {
                 Transition::Acknowledged(_, s) => self.time_to_ack.observe(*s),
-                Transition::Resolved(_, s) => self.time_to_resolve.observe(*s),
-                Transition::Opened(_) => {}
+                Transition::Resolved(severity, s) => {
+                    self.time_to_resolve.observe(*s);
+                    self.open
+                        .get_or_create(&vec![("severity", severity.as_str())])
+                        .dec();
+                }
+                Transition::Opened(severity) => {
+                    self.open
+                        .get_or_create(&vec![("severity", severity.as_str())])
+                        .inc();
+                }
             }
         }
     }

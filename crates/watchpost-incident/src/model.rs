@@ -1,5 +1,7 @@
 //! The incident model: [`Incident`], its alerts, and the typed timeline ([`TimelineEntry`], [`TimelineEvent`]).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use watchpost_core::{Priority, Severity};
@@ -116,43 +118,49 @@ impl Channel {
 }
 
 /// Who did something to an incident.
+///
+/// The fields are `Cow`s so the fixed words (`alertmanager`, `system`, `Watchpost`, ...) that
+/// every timeline entry repeats cost no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// `alertmanager`, `system` or `key`.
-    pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: Cow<'static, str>,
     /// The API key id for `key`, the receiver name for `alertmanager`.
-    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: Cow<'static, str>,
     /// A display name.
-    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub name: Cow<'static, str>,
 }
 
 impl Actor {
     /// Alertmanager, through the named receiver.
     pub fn alertmanager(receiver: &str) -> Self {
         Self {
-            kind: "alertmanager".into(),
-            id: receiver.into(),
-            name: "Alertmanager".into(),
+            kind: Cow::Borrowed("alertmanager"),
+            id: Cow::Owned(receiver.to_owned()),
+            name: Cow::Borrowed("Alertmanager"),
         }
     }
 
-    /// Watchpost itself (the outbox worker, reconciliation).
-    pub fn system(what: &str) -> Self {
+    /// Watchpost itself (the outbox worker, reconciliation, maintenance windows).
+    pub fn system(what: &'static str) -> Self {
         Self {
-            kind: "system".into(),
-            id: what.into(),
-            name: "Watchpost".into(),
+            kind: Cow::Borrowed("system"),
+            id: Cow::Borrowed(what),
+            name: Cow::Borrowed("Watchpost"),
         }
     }
 
     /// The holder of an API key.
     pub fn key(principal: &watchpost_core::Principal) -> Self {
         Self {
-            kind: "key".into(),
-            id: principal.key_id.clone(),
-            name: principal.key_name.clone(),
+            kind: Cow::Borrowed("key"),
+            id: Cow::Owned(principal.key_id.clone()),
+            name: Cow::Owned(principal.key_name.clone()),
         }
     }
 }

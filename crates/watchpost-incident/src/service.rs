@@ -15,6 +15,9 @@ use crate::outbox::Origin;
 use crate::policy::IncidentPolicy;
 use crate::store::SharedStore;
 
+/// Least time between two recounts of the open incidents caused by changes (see `recount_due`).
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Default largest webhook body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -36,6 +39,9 @@ pub struct IncidentConfig {
     pub status_refresh_seconds: u32,
     /// Largest webhook body (default 1 MiB).
     pub max_body_bytes: usize,
+    /// Settings of the outbox worker that delivers this service's notifications (the server
+    /// maps `WATCHPOST_INCIDENT_OUTBOX_LEASE_MS` and `WATCHPOST_INCIDENT_OUTBOX_POLL_MS` onto it).
+    pub outbox: crate::worker::OutboxWorkerConfig,
 }
 
 impl Default for IncidentConfig {
@@ -48,6 +54,7 @@ impl Default for IncidentConfig {
             status_page_name: "Service status".to_owned(),
             status_refresh_seconds: 60,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            outbox: crate::worker::OutboxWorkerConfig::default(),
         }
     }
 }
@@ -71,6 +78,7 @@ impl fmt::Debug for IncidentConfig {
             .field("public_url", &self.public_url)
             .field("status_page_name", &self.status_page_name)
             .field("status_refresh_seconds", &self.status_refresh_seconds)
+            .field("outbox", &self.outbox)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
@@ -102,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: IncidentMetrics,
     pub(crate) on_mutation: Option<MutationHook>,
     pub(crate) outbox_ready: tokio::sync::Notify,
+    pub(crate) last_recount: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The incident service; cheap to clone.
@@ -125,6 +134,7 @@ pub struct IncidentServiceBuilder {
     config: IncidentConfig,
     clock: SharedClock,
     on_mutation: Option<MutationHook>,
+    channels: Option<Vec<crate::model::Channel>>,
 }
 
 impl fmt::Debug for IncidentServiceBuilder {
@@ -150,6 +160,15 @@ impl IncidentServiceBuilder {
         self
     }
 
+    /// The channels that have a notifier: routing is restricted to them, so no outbox row is
+    /// written for a channel nobody delivers (it would only fail, and fill the store). Without this
+    /// call every routed channel gets rows, for a worker configured elsewhere.
+    #[must_use]
+    pub fn channels(mut self, channels: &[crate::model::Channel]) -> Self {
+        self.channels = Some(channels.to_vec());
+        self
+    }
+
     /// Sets the hook called after every API mutation.
     #[must_use]
     pub fn on_mutation(mut self, hook: MutationHook) -> Self {
@@ -158,7 +177,10 @@ impl IncidentServiceBuilder {
     }
 
     /// Builds the service.
-    pub fn build(self) -> IncidentService {
+    pub fn build(mut self) -> IncidentService {
+        if let Some(channels) = &self.channels {
+            self.config.policy.routing = self.config.policy.routing.restricted_to(channels);
+        }
         IncidentService {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -168,6 +190,7 @@ impl IncidentServiceBuilder {
                 metrics: IncidentMetrics::default(),
                 on_mutation: self.on_mutation,
                 outbox_ready: tokio::sync::Notify::new(),
+                last_recount: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -181,6 +204,7 @@ impl IncidentService {
             config: IncidentConfig::default(),
             clock: SystemClock::shared(),
             on_mutation: None,
+            channels: None,
         }
     }
 
@@ -221,9 +245,27 @@ impl IncidentService {
         if !changes.outbox.is_empty() {
             self.inner.outbox_ready.notify_waiters();
         }
-        if !changes.transitions.is_empty() {
+        if !changes.transitions.is_empty() && self.recount_due() {
             self.refresh_open_gauge().await;
         }
+    }
+
+    /// Whether the open-incident gauge should be recounted from the store now. Counting scans
+    /// every open incident, so it happens at most every [`RECOUNT_EVERY`]; in between, each
+    /// change moves the gauge by its own transitions (and the worker recounts every 15 s, which
+    /// also picks up other replicas' changes).
+    fn recount_due(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .inner
+            .last_recount
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < RECOUNT_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Re-reads the open incident counts into the `watchpost_incidents_open` gauge.

@@ -427,6 +427,24 @@ pub const SETTINGS: &[Setting] = &[
         "HMAC-SHA256 key of the generic webhook's signature header (required with its URL)"
     ),
     setting!(
+        "WATCHPOST_INCIDENT_OUTBOX_LEASE_MS",
+        [],
+        "incident_outbox_lease_ms",
+        None,
+        "60000",
+        false,
+        "how long the notification worker reserves a claimed outbox entry; after a crash, entries it had claimed are sent again (same Idempotency-Key) once this has passed; keep it above the 10 s notifier timeout when several replicas share a database"
+    ),
+    setting!(
+        "WATCHPOST_INCIDENT_OUTBOX_POLL_MS",
+        [],
+        "incident_outbox_poll_ms",
+        None,
+        "2000",
+        false,
+        "how often the notification worker looks for due outbox entries (retries, entries written by other replicas, expired leases); this process's own changes wake it at once"
+    ),
+    setting!(
         "WATCHPOST_LOG_FORMAT",
         [],
         "log_format",
@@ -716,6 +734,10 @@ pub struct IncidentSettings {
     pub smtp: Option<(String, String, Vec<String>)>,
     /// Generic webhook URL and secret.
     pub webhook: Option<(String, String)>,
+    /// Outbox lease (`WATCHPOST_INCIDENT_OUTBOX_LEASE_MS`); `None` keeps the worker's default (60 s).
+    pub outbox_lease: Option<Duration>,
+    /// Outbox poll interval (`WATCHPOST_INCIDENT_OUTBOX_POLL_MS`); `None` keeps the worker's default (2 s).
+    pub outbox_poll_interval: Option<Duration>,
 }
 
 impl fmt::Debug for IncidentSettings {
@@ -733,6 +755,8 @@ impl fmt::Debug for IncidentSettings {
             .field("pagerduty", &set(self.pagerduty_routing_key.is_some()))
             .field("smtp", &set(self.smtp.is_some()))
             .field("webhook", &set(self.webhook.is_some()))
+            .field("outbox_lease", &self.outbox_lease)
+            .field("outbox_poll_interval", &self.outbox_poll_interval)
             .finish()
     }
 }
@@ -815,7 +839,28 @@ fn incident_settings(raw: &RawValues) -> Result<IncidentSettings, ConfigError> {
         pagerduty_routing_key: text(raw, "WATCHPOST_PAGERDUTY_ROUTING_KEY"),
         smtp,
         webhook,
+        outbox_lease: millis_at_least(raw, "WATCHPOST_INCIDENT_OUTBOX_LEASE_MS", 100)?,
+        outbox_poll_interval: millis_at_least(raw, "WATCHPOST_INCIDENT_OUTBOX_POLL_MS", 10)?,
     })
+}
+
+/// An optional number of milliseconds, at least `min`; `None` when unset.
+fn millis_at_least(
+    raw: &RawValues,
+    var: &'static str,
+    min: u64,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = raw.get(var) else {
+        return Ok(None);
+    };
+    match v.0.trim().parse::<u64>() {
+        Ok(ms) if ms >= min => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(invalid(
+            v,
+            false,
+            format!("expected a number of milliseconds, at least {min}"),
+        )),
+    }
 }
 
 /// Values given on the command line; `None` leaves the other sources in charge.

@@ -145,38 +145,51 @@ pub fn service(
     let mut incident_config = IncidentConfig {
         alertmanager_token: s.alertmanager_token.clone(),
         public_url: s.public_url.clone(),
+        outbox: worker_config(config),
         ..IncidentConfig::default()
     };
     if let Some(name) = &s.status_page_name {
         incident_config.status_page_name = name.clone();
     }
-    // The generic webhook, when configured, hears about every severity; then only channels that
-    // exist are routed to (rows for absent channels would fail forever).
+    // The generic webhook, when configured, hears about every severity; the builder then routes
+    // only to channels that exist (rows for absent channels would fail forever).
     let channels: Vec<_> = notifiers.iter().map(|n| n.channel()).collect();
-    let mut routing = incident_config.policy.routing.clone();
     if channels.contains(&Channel::Webhook) {
-        for routed in routing.routes.values_mut() {
+        for routed in incident_config.policy.routing.routes.values_mut() {
             routed.push(Channel::Webhook);
         }
     }
-    incident_config.policy.routing = routing.restricted_to(&channels);
     let auditor = auditor.clone();
     let hook: MutationHook = Arc::new(move |m: &IncidentMutation| audit_mutation(&auditor, m));
     IncidentService::builder(store(stores))
         .config(incident_config)
+        .channels(&channels)
         .clock(clock)
         .on_mutation(hook)
         .build()
 }
 
-/// Starts the outbox worker with `notifiers`.
+/// The worker settings: defaults, with the lease and poll interval the configuration sets.
+pub fn worker_config(config: &Config) -> OutboxWorkerConfig {
+    let mut worker = OutboxWorkerConfig::default();
+    if let Some(lease) = config.incident.outbox_lease {
+        worker.lease = lease;
+    }
+    if let Some(poll) = config.incident.outbox_poll_interval {
+        worker.poll_interval = poll;
+    }
+    worker
+}
+
+/// Starts the outbox worker with `notifiers` and the worker settings [`service`] put in the
+/// service's configuration.
 pub fn start_worker(
     service: &IncidentService,
     notifiers: Vec<Arc<dyn Notifier>>,
 ) -> OutboxWorkerHandle {
     let hook: HeaderHook = Arc::new(origin_headers);
     let mut worker =
-        OutboxWorker::new(service.clone(), OutboxWorkerConfig::default()).header_hook(hook);
+        OutboxWorker::new(service.clone(), service.config().outbox.clone()).header_hook(hook);
     for n in notifiers {
         worker = worker.notifier(n);
     }

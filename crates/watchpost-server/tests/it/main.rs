@@ -5,6 +5,7 @@ mod audit_wiring;
 mod auth_matrix;
 mod cli_process;
 mod health_wiring;
+mod incident_restart;
 mod incident_wiring;
 mod keys_contract;
 mod observability;
