@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::util::{run as run_command, step, workspace_root};
-use crate::{boundaries, deploy, provision, tidy};
+use crate::{boundaries, deploy, e2e, provision, tidy};
 
 /// Runs every step; the first failure stops the run.
 pub(crate) fn run() -> Result<(), String> {
@@ -66,6 +66,10 @@ pub(crate) fn run() -> Result<(), String> {
     step("tidy", || tidy::run(&root))?;
     step("validate deploy/", || deploy::run(&root, false))?;
     step("dependency boundaries", || boundaries::run(&root))?;
+    step(
+        "cargo xtask e2e (release server, PostgreSQL, Redis, Prometheus, Alertmanager)",
+        || e2e::run_with(&env),
+    )?;
     drop(services);
     println!(
         "cargo xtask ci: all steps passed in {:.0} s",

@@ -7,12 +7,20 @@
 //! | `tidy` | the tidy checks alone |
 //! | `boundaries` | the dependency-boundary checks alone |
 //! | `deploy [--write]` | validate `deploy/` with promtool, amtool, hadolint, kubernetes-validate (`--write` regenerates the PrometheusRule) |
+//! | `e2e` | the real-stack end-to-end test: release server on PostgreSQL and Redis, real Prometheus and Alertmanager (part of `ci`) |
+//! | `soak [--seconds N]` | two replicas under mixed load with PostgreSQL cut for 20 s; report and plot under `target/soak/` |
+//! | `bench [--quick]` | every crate's criterion benchmarks, the wrk stack comparison, idle memory and start-to-ready; rewrites `docs/benchmarks.md` |
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool reports on stdout and stderr.
 
+mod bench;
 mod boundaries;
 mod ci;
 mod deploy;
+mod e2e;
+mod http;
+mod procs;
 mod provision;
+mod soak;
 mod tidy;
 mod util;
 
@@ -35,8 +43,13 @@ fn main() -> ExitCode {
             &util::workspace_root(),
             args.get(1).map(String::as_str) == Some("--write"),
         ),
+        Some("e2e") => e2e::run(),
+        Some("soak") => soak::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|provision|tidy|boundaries|deploy [--write]>");
+            eprintln!(
+                "usage: cargo xtask <ci|provision|tidy|boundaries|deploy [--write]|e2e|soak [--seconds N]|bench [--quick]>"
+            );
             return ExitCode::from(2);
         }
     };
