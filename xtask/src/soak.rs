@@ -41,9 +41,13 @@ const SIGNING_SEED: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a
 /// The shared limit: 2,000 requests per 10 s window per key (200/s).
 const WINDOW_MS: u64 = 10_000;
 const LIMIT: u64 = 2_000;
-/// Tolerance of the shared limit, documented in docs/benchmarks.md: the sliding-window counter
-/// estimates the previous window as evenly spread, and two replicas race between Redis answers.
-const LIMIT_TOLERANCE: f64 = 0.05;
+/// Tolerance of the shared limit (documented in docs/benchmarks.md). The counter guarantees at
+/// most `LIMIT` per fixed window (`unix ms / WINDOW_MS`, the limiter's own windows); the client
+/// times requests before sending, so one near a window edge may be counted in the neighbouring
+/// window: 1 %. Allowed requests per second after the first window must stay within 5 % of
+/// `LIMIT / WINDOW` (two replicas that did not share would allow twice that).
+const LIMIT_TOLERANCE: f64 = 0.01;
+const RATE_TOLERANCE: f64 = 0.05;
 /// Load connections (half per replica), each paced at `CONN_RATE` requests per second.
 const CONNS: usize = 16;
 const CONN_RATE: u64 = 100;
@@ -165,6 +169,9 @@ fn soak(
     let limited_key = keys.pop().ok_or("no keys")?;
 
     let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let end = started + Duration::from_secs(seconds);
     let cut_at = Duration::from_secs(seconds / 3);
     let stop = Arc::new(AtomicBool::new(false));
@@ -313,7 +320,7 @@ fn soak(
     let verify = http::get(addrs[0], "/audit/verify", &root).and_then(|r| r.json());
     let verified = verify.as_ref().is_ok_and(|v| v["ok"] == true);
 
-    let limit = limit_figures(&decisions);
+    let limit = limit_figures(&decisions, started_unix);
     let report = Report {
         seconds,
         cut_at: cut_at.as_secs_f64(),
@@ -356,10 +363,13 @@ fn soak(
     if !verified {
         failures.push("the audit chain does not verify".to_owned());
     }
-    if limit.worst_ratio > 1.0 + LIMIT_TOLERANCE {
+    let rate = LIMIT as f64 * 1000.0 / WINDOW_MS as f64;
+    if limit.worst_ratio > 1.0 + LIMIT_TOLERANCE
+        || limit.steady_rate > rate * (1.0 + RATE_TOLERANCE)
+    {
         failures.push(format!(
-            "the shared limit was exceeded: {:.3}x in the worst window (tolerance {LIMIT_TOLERANCE})",
-            limit.worst_ratio
+            "the shared limit was exceeded: {:.3}x in the worst window (tolerance {LIMIT_TOLERANCE}), {:.1}/s allowed against {rate}/s",
+            limit.worst_ratio, limit.steady_rate
         ));
     }
     if let Err(e) = drained {
@@ -540,14 +550,17 @@ fn limited_conn(
 struct LimitFigures {
     attempts: usize,
     allowed: usize,
-    /// Most requests allowed in any window of `WINDOW_MS` (sliding in 50 ms steps).
-    worst: usize,
+    /// Most requests allowed in one of the limiter's fixed windows.
+    worst_fixed: usize,
     worst_ratio: f64,
+    /// Most requests allowed in any sliding window of `WINDOW_MS` (information: the
+    /// sliding-window counter approximates this one).
+    worst_sliding: usize,
     /// Allowed per second after the first window, against `LIMIT / window`.
     steady_rate: f64,
 }
 
-fn limit_figures(decisions: &[(f64, bool)]) -> LimitFigures {
+fn limit_figures(decisions: &[(f64, bool)], started_unix: f64) -> LimitFigures {
     let mut allowed: Vec<f64> = decisions
         .iter()
         .filter(|(_, a)| *a)
@@ -562,6 +575,13 @@ fn limit_figures(decisions: &[(f64, bool)]) -> LimitFigures {
         }
         worst = worst.max(i + 1 - j);
     }
+    let mut fixed: BTreeMap<u64, usize> = BTreeMap::new();
+    for t in &allowed {
+        *fixed
+            .entry(((started_unix + t) * 1000.0) as u64 / WINDOW_MS)
+            .or_default() += 1;
+    }
+    let worst_fixed = fixed.values().copied().max().unwrap_or(0);
     let first = allowed.first().copied().unwrap_or(0.0);
     let last = allowed.last().copied().unwrap_or(0.0);
     let steady = allowed.iter().filter(|t| **t >= first + window).count();
@@ -573,8 +593,9 @@ fn limit_figures(decisions: &[(f64, bool)]) -> LimitFigures {
     LimitFigures {
         attempts: decisions.len(),
         allowed: allowed.len(),
-        worst,
-        worst_ratio: worst as f64 / LIMIT as f64,
+        worst_fixed,
+        worst_ratio: worst_fixed as f64 / LIMIT as f64,
+        worst_sliding: worst,
         steady_rate,
     }
 }
@@ -679,17 +700,23 @@ impl Report<'_> {
         let _ = writeln!(
             m,
             "Limit {LIMIT} per {} s per key, shared through Redis. The over-limit key made {} decided attempts; {} were allowed. \
-             The most allowed in any {} s window (both replicas together): **{}** = {:.3}x the limit (tolerance: at most {:.0} % over). \
-             Allowed after the first window: {:.1}/s against {:.1}/s.\n",
+             The most allowed in one of the limiter's fixed {} s windows (both replicas together): **{}** = {:.3}x the limit (tolerance: at most {:.0} % over). \
+             Allowed after the first window: **{:.1}/s** against {:.1}/s (tolerance {:.0} %). \
+             The most allowed in any sliding {} s window: {} ({:.3}x; the sliding-window counter takes the previous window as evenly spread, \
+             so after a burst it lets more through early in the next window than an exact log would).\n",
             WINDOW_MS / 1000,
             l.attempts,
             l.allowed,
             WINDOW_MS / 1000,
-            l.worst,
+            l.worst_fixed,
             l.worst_ratio,
             LIMIT_TOLERANCE * 100.0,
             l.steady_rate,
             LIMIT as f64 * 1000.0 / WINDOW_MS as f64,
+            RATE_TOLERANCE * 100.0,
+            WINDOW_MS / 1000,
+            l.worst_sliding,
+            l.worst_sliding as f64 / LIMIT as f64,
         );
         let _ = writeln!(m, "## Audit events\n");
         let _ = writeln!(
@@ -891,6 +918,9 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
+                // Forward small protocol messages at once, as a direct connection would.
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
                     client.try_clone(),
                     server.try_clone(),
