@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo run --release --example bench_stacks -p watchpost-server -- --stack full --listen 127.0.0.1:8080 --data-dir /tmp/wp-bench`
 //!
-//! | `--stack` | what serves `GET /admin/hello` |
+//! | `--stack` | what serves `GET /admin/hello` (and the same handler at `GET /hello`) |
 //! | --- | --- |
 //! | `bare` | axum alone |
 //! | `full` | the server's own router and layers ([`app::router_with`]): correlation with its JSON request log line, metrics, body limit, auth (send the root key `--api-key`), rate limit (a limit far above the load), audit (the default policy records `/admin` routes; reads asynchronously), on SQLite in `--data-dir` |
@@ -14,7 +14,8 @@
 //! Every stack logs to stdout, serves with `into_make_service_with_connect_info` and the default
 //! multi-threaded tokio runtime, exactly as the `watchpost` binary does; under `taskset -c 0` that
 //! runtime has one worker. The handler sits under `/admin` so the server's default audit policy
-//! records it without a policy written for the benchmark. Other `WATCHPOST_*` variables in the
+//! records it without a policy written for the benchmark; `GET /hello` is a read the default policy
+//! does not record, so there the full stack's figure is the layers' own cost. Other `WATCHPOST_*` variables in the
 //! environment apply to the full stack (for example `WATCHPOST_REDIS_URL` for shared limits).
 #![allow(clippy::print_stderr)] // A command-line tool reports its usage errors on stderr.
 
@@ -38,8 +39,12 @@ use watchpost_server::app::{self, AppState};
 use watchpost_server::config::{Config, FlagOverrides, RawValues};
 use watchpost_server::serve::{self, Lifecycle};
 
-/// The one route every stack serves.
+/// The route every stack serves; the server's default audit policy records every request to it.
 const HELLO_PATH: &str = "/admin/hello";
+
+/// The same handler on a route the default audit policy does not record for reads, so the full
+/// stack's figure there is the layers' own cost rather than the audit store's ingest rate.
+const HELLO_READ_PATH: &str = "/hello";
 
 /// The root key the full stack accepts when `--api-key` is not given.
 const DEFAULT_API_KEY: &str = "bench-root-key-0123456789abcdef";
@@ -51,7 +56,9 @@ async fn hello() -> &'static str {
 }
 
 fn hello_router() -> Router {
-    Router::new().route(HELLO_PATH, get(hello))
+    Router::new()
+        .route(HELLO_PATH, get(hello))
+        .route(HELLO_READ_PATH, get(hello))
 }
 
 #[derive(Debug)]
