@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::http::{self, encode};
-use crate::procs::{self, Proc, poll, psql, with_database};
+use crate::procs::{self, Proc, poll, with_database};
 use crate::provision;
 use crate::util::{output, workspace_root};
 
@@ -47,39 +47,22 @@ pub(crate) fn run() -> Result<(), String> {
 /// `WATCHPOST_TEST_REDIS_URL`); the error names the first failed expectation.
 pub(crate) fn run_with(env: &[(String, String)]) -> Result<(), String> {
     let started = Instant::now();
-    let var = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("provisioning gave no {k}"))
-    };
-    let admin_url = var("WATCHPOST_TEST_DATABASE_URL")?;
-    let redis_url = var("WATCHPOST_TEST_REDIS_URL")?;
-    let bin = procs::release_watchpost()?;
-    let dir = procs::target_dir().join("e2e");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-
-    let database = format!("watchpost_e2e_{}", std::process::id());
-    psql(&admin_url, &format!("DROP DATABASE IF EXISTS {database}"))?;
-    psql(&admin_url, &format!("CREATE DATABASE {database}"))?;
-    let database_url = with_database(&admin_url, &database);
+    let run = procs::Run::prepare(env, "e2e")?;
+    let (dir, database) = (&run.dir, &run.database);
+    let database_url = run.database_url();
     println!("e2e: database {database}, logs under {}", dir.display());
 
     let scenario_started = Instant::now();
     let result = scenario(&Stack {
-        bin: &bin,
-        dir: &dir,
+        bin: &run.bin,
+        dir,
         database_url: &database_url,
-        redis_url: &redis_database(&redis_url, 9),
+        redis_url: &redis_database(&run.redis_url, 9),
     });
-    let _ = psql(
-        &admin_url,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
+    run.drop_database();
     match result {
         Ok(()) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(dir);
             println!(
                 "e2e: passed in {:.1} s ({:.1} s for the scenario itself)",
                 started.elapsed().as_secs_f64(),

@@ -232,3 +232,56 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// What `e2e` and `soak` start from: the provisioned URLs, the release binary, an empty scratch
+/// directory `target/<name>/` and a fresh PostgreSQL database `watchpost_<name>_<pid>`.
+pub(crate) struct Run {
+    /// The provisioned PostgreSQL URL (its own database, used to create and drop the fresh one).
+    pub(crate) admin_url: String,
+    pub(crate) redis_url: String,
+    pub(crate) bin: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) database: String,
+}
+
+impl Run {
+    /// Builds the release binary, empties the scratch directory and creates the database.
+    pub(crate) fn prepare(env: &[(String, String)], name: &str) -> Result<Self, String> {
+        let var = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| format!("provisioning gave no {k}"))
+        };
+        let admin_url = var("WATCHPOST_TEST_DATABASE_URL")?;
+        let redis_url = var("WATCHPOST_TEST_REDIS_URL")?;
+        let bin = release_watchpost()?;
+        let dir = target_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let database = format!("watchpost_{name}_{}", std::process::id());
+        psql(&admin_url, &format!("DROP DATABASE IF EXISTS {database}"))?;
+        psql(&admin_url, &format!("CREATE DATABASE {database}"))?;
+        Ok(Self {
+            admin_url,
+            redis_url,
+            bin,
+            dir,
+            database,
+        })
+    }
+
+    /// The URL of the fresh database.
+    pub(crate) fn database_url(&self) -> String {
+        with_database(&self.admin_url, &self.database)
+    }
+
+    /// Drops the fresh database (best effort; called on success and failure).
+    pub(crate) fn drop_database(&self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+        );
+    }
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::http::{self, read_response};
-use crate::procs::{self, Proc, psql, with_database};
+use crate::procs::{self, Proc, with_database};
 use crate::provision;
 use crate::util::output;
 
@@ -73,27 +73,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask soak [--seconds N] (N >= 60, default 120)".to_owned()),
     };
     let services = provision::provision()?;
-    let env = services.env();
-    let var = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("provisioning gave no {k}"))
-    };
-    let admin_url = var("WATCHPOST_TEST_DATABASE_URL")?;
-    let redis_url = var("WATCHPOST_TEST_REDIS_URL")?;
-    let bin = procs::release_watchpost()?;
-    let dir = procs::target_dir().join("soak");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let database = format!("watchpost_soak_{}", std::process::id());
-    psql(&admin_url, &format!("DROP DATABASE IF EXISTS {database}"))?;
-    psql(&admin_url, &format!("CREATE DATABASE {database}"))?;
-    let result = soak(&bin, &dir, &admin_url, &database, &redis_url, seconds);
-    let _ = psql(
-        &admin_url,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    let run = procs::Run::prepare(&services.env(), "soak")?;
+    let result = soak(
+        &run.bin,
+        &run.dir,
+        &run.admin_url,
+        &run.database,
+        &run.redis_url,
+        seconds,
     );
+    run.drop_database();
     drop(services);
     result
 }
