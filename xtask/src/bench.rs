@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::procs::{self, Proc};
-use crate::util::{self, is_root, on_path, output, step, workspace_root};
+use crate::util::{self, on_path, output, step, workspace_root};
 use crate::{http, provision};
 
 /// The criterion benchmarks: package, bench target, features.
@@ -171,19 +171,7 @@ fn ensure_wrk() -> Result<(), String> {
     if on_path("wrk") {
         return Ok(());
     }
-    if !is_root() || !on_path("apt-get") {
-        return Err("wrk is missing; install it (apt-get install wrk) and run again".to_owned());
-    }
-    println!("installing wrk with apt-get");
-    let apt = |args: &[&str]| {
-        util::run(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "--no-install-recommends", "wrk"])?;
+    provision::apt_install(&["wrk"])?;
     if on_path("wrk") {
         Ok(())
     } else {

@@ -46,7 +46,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("chromium", "chromium"),
 ];
 
-fn apt_install(packages: &[&str]) -> Result<(), String> {
+/// Installs Debian `packages` (as root), waiting up to five minutes for another apt or dpkg run to
+/// release its lock instead of failing at once.
+pub(crate) fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !is_root() || !on_path("apt-get") {
         return Err(format!(
             "missing Debian packages {packages:?}; install them (apt-get install {}) and run again",
@@ -55,17 +57,18 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     }
     println!("installing {packages:?} with apt-get");
     let noninteractive = |c: &mut Command| {
-        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", "DPkg::Lock::Timeout=300"]);
     };
     let mut update = Command::new("apt-get");
-    update.args(["update", "-qq"]);
     noninteractive(&mut update);
+    update.args(["update", "-qq"]);
     run(&mut update)?;
     let mut install = Command::new("apt-get");
+    noninteractive(&mut install);
     install
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(packages);
-    noninteractive(&mut install);
     run(&mut install)
 }
 
