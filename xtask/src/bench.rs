@@ -28,28 +28,55 @@ const CRITERION: &[(&str, &str, &[&str])] = &[
     ("watchpost-ratelimit", "ratelimit", &["redis"]),
     ("watchpost-audit", "ingest", &[]),
     ("watchpost-incident", "incident", &[]),
+    ("watchpost-server", "stack", &[]),
 ];
 
 /// Benchmarks that are watchpost's own although their name does not say so.
 const OURS_BY_ID: &[&str] = &["audit_ingest_postgres/writer_group_commit_copy_durable"];
 
-/// The stacks of `examples/bench_stacks.rs`, in the order they are measured, with their labels.
-const STACKS: &[(&str, &str)] = &[
-    ("bare", "bare axum"),
+/// The measurements of `examples/bench_stacks.rs`, in the order they are made: id, `--stack`,
+/// the path wrk loads, label. `GET /hello` is a read the server's default audit policy does not
+/// record, so there the full stack's figure is its layers' own cost; the last row loads
+/// `/admin/hello`, which the default policy records on every request (the audit store's ingest).
+const STACKS: &[(&str, &str, &str, &str)] = &[
+    ("bare", "bare", HELLO_PATH, "bare axum"),
     (
         "full",
-        "watchpost full stack, JSON request log line (SQLite, audit async)",
+        "full",
+        HELLO_PATH,
+        "watchpost full stack, JSON request log line",
     ),
-    ("full-nolog", "watchpost full stack, request log line off"),
+    (
+        "full-nolog",
+        "full-nolog",
+        HELLO_PATH,
+        "watchpost full stack, request log line off",
+    ),
     (
         "peer",
+        "peer",
+        HELLO_PATH,
         "tower-http request id + TraceLayer (JSON line), axum-prometheus, tower_governor",
     ),
-    ("peer-nolog", "the same peer stack, per-request log off"),
+    (
+        "peer-nolog",
+        "peer-nolog",
+        HELLO_PATH,
+        "the same peer stack, per-request log off",
+    ),
+    (
+        "full-audited",
+        "full",
+        AUDITED_PATH,
+        "watchpost full stack on an audited route: every request recorded (SQLite, async)",
+    ),
 ];
 
-/// The route every stack serves (see `examples/bench_stacks.rs`).
-const HELLO_PATH: &str = "/admin/hello";
+/// The route the comparison loads (see `examples/bench_stacks.rs`).
+const HELLO_PATH: &str = "/hello";
+
+/// The same handler on a route the default audit policy records.
+const AUDITED_PATH: &str = "/admin/hello";
 
 /// The root key the full stack is started with and wrk presents (to every stack alike).
 const API_KEY: &str = "bench-root-key-0123456789abcdef";
@@ -499,8 +526,8 @@ fn build_stacks() -> Result<PathBuf, String> {
 fn wrk_all(bin: &Path, work: &Path, plan: Plan, pinning: &Pinning) -> Result<WrkResults, String> {
     let mut runs: BTreeMap<&'static str, Vec<WrkRun>> = BTreeMap::new();
     for round in 1..=plan.rounds {
-        for (stack, _) in STACKS {
-            let r = wrk_one(bin, work, stack, round, plan, pinning)?;
+        for (stack, arg, path, _) in STACKS {
+            let r = wrk_one(bin, work, (stack, arg, path), round, plan, pinning)?;
             println!(
                 "round {round}/{} {stack}: {:.0} req/s, p99 {}",
                 plan.rounds,
@@ -522,7 +549,7 @@ fn wrk_all(bin: &Path, work: &Path, plan: Plan, pinning: &Pinning) -> Result<Wrk
                 .collect::<String>()
         ),
         wrk_command: format!(
-            "{}wrk -t1 -c{WRK_CONNECTIONS} -d{secs}s --latency -H 'Authorization: Bearer {API_KEY}' http://127.0.0.1:<port>{HELLO_PATH}",
+            "{}wrk -t1 -c{WRK_CONNECTIONS} -d{secs}s --latency -H 'Authorization: Bearer {API_KEY}' http://127.0.0.1:<port>{HELLO_PATH} (or {AUDITED_PATH})",
             pinning
                 .client
                 .iter()
@@ -535,7 +562,7 @@ fn wrk_all(bin: &Path, work: &Path, plan: Plan, pinning: &Pinning) -> Result<Wrk
 fn wrk_one(
     bin: &Path,
     work: &Path,
-    stack: &'static str,
+    (stack, arg, path): (&'static str, &str, &str),
     round: usize,
     plan: Plan,
     pinning: &Pinning,
@@ -549,7 +576,7 @@ fn wrk_one(
         .arg(bin)
         .args([
             "--stack",
-            stack,
+            arg,
             "--listen",
             &addr.to_string(),
             "--api-key",
@@ -558,9 +585,9 @@ fn wrk_one(
         .arg("--data-dir")
         .arg(&data);
     let mut server = Proc::spawn(&format!("{stack}-{round}"), &work.join("logs"), &mut cmd)?;
-    server.wait_http_ok(addr, HELLO_PATH, Duration::from_secs(60))?;
-    wrk(addr, plan.warmup, pinning)?;
-    let text = wrk(addr, plan.measure, pinning)?;
+    server.wait_http_ok(addr, path, Duration::from_secs(60))?;
+    wrk(addr, path, plan.warmup, pinning)?;
+    let text = wrk(addr, path, plan.measure, pinning)?;
     server.check_alive()?;
     let parsed = parse_wrk(&text).map_err(|e| format!("{stack}: {e}\n{text}"))?;
     if parsed.non_2xx > 0 {
@@ -571,7 +598,7 @@ fn wrk_one(
         ));
     }
     let rss_kib = server.rss_kib();
-    let audited = if stack.starts_with("full") {
+    let audited = if path == AUDITED_PATH {
         Some(audited_events(addr).map_err(|e| format!("{stack}: {e}"))?)
     } else {
         None
@@ -592,7 +619,12 @@ fn wrk_one(
     })
 }
 
-fn wrk(addr: SocketAddr, duration: Duration, pinning: &Pinning) -> Result<String, String> {
+fn wrk(
+    addr: SocketAddr,
+    path: &str,
+    duration: Duration,
+    pinning: &Pinning,
+) -> Result<String, String> {
     let (program, pre) = match pinning.client.split_first() {
         Some((p, rest)) => (p.clone(), rest.to_vec()),
         None => ("wrk".to_owned(), Vec::new()),
@@ -608,7 +640,7 @@ fn wrk(addr: SocketAddr, duration: Duration, pinning: &Pinning) -> Result<String
         "--latency".to_owned(),
         "-H".to_owned(),
         format!("Authorization: Bearer {API_KEY}"),
-        format!("http://{addr}{HELLO_PATH}"),
+        format!("http://{addr}{path}"),
     ]);
     output(&mut cmd)
 }
@@ -881,7 +913,7 @@ impl Report {
         let p = &self.plan;
         s.push_str("### One hello-world handler under wrk, three stacks\n\n");
         s.push_str(&format!(
-            "The same handler (`GET {HELLO_PATH}`, 13 bytes) served bare, behind the full watchpost stack and behind the stack people assemble today (`crates/watchpost-server/examples/bench_stacks.rs` says exactly what each holds). {}; each server is a fresh process (a fresh SQLite data dir for the full stack) with its log lines going to `/dev/null`; after a {} s warm-up, wrk measures for {} s; the stacks alternate, {} round(s). Figures are the median over the rounds; every request carries the same root API key.\n\n",
+            "The same handler (`GET {HELLO_PATH}`, 13 bytes) served bare, behind the full watchpost stack and behind the stack people assemble today (`crates/watchpost-server/examples/bench_stacks.rs` says exactly what each holds); `{HELLO_PATH}` is a read the server's default audit policy does not record, so the full stack's figure there is its layers' own cost, and the last row loads the same handler at `{AUDITED_PATH}`, which the default policy records on every request. {}; each server is a fresh process (a fresh SQLite data dir for the full stack) with its log lines going to `/dev/null`; after a {} s warm-up, wrk measures for {} s; the stacks alternate, {} round(s). Figures are the median over the rounds; every request carries the same root API key.\n\n",
             self.pinning.note,
             p.warmup.as_secs(),
             p.measure.as_secs(),
@@ -891,7 +923,7 @@ impl Report {
         s.push_str(&format!("{}\n{}\n```\n\n", w.server_command, w.wrk_command));
         s.push_str("| stack | req/s | p99 latency | vs bare | vs the peer stack with the same logging | RSS after the run | req/s of each round |\n| --- | --- | --- | --- | --- | --- | --- |\n");
         let bare = w.median_rps("bare");
-        for (stack, label) in STACKS {
+        for (stack, _, _, label) in STACKS {
             let rps = w.median_rps(stack);
             let vs_peer = match *stack {
                 "full" => format!("{:.2}x", rps / w.median_rps("peer")),

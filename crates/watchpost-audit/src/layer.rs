@@ -213,6 +213,27 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // Decide on borrowed values first: most requests are not recorded and copy nothing.
+        let level = {
+            let extensions = req.extensions();
+            let ctx = extensions.get::<RequestContext>();
+            let route = extensions
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .or_else(|| ctx.and_then(|c| c.route.as_deref()));
+            let role = extensions
+                .get::<Principal>()
+                .or_else(|| ctx.and_then(|c| c.principal.as_ref()))
+                .map(|p| p.role);
+            self.layer.policy.level(req.method(), route, role)
+        };
+        if level == Level::None {
+            return ResponseFuture {
+                kind: Kind::Passthrough {
+                    future: self.inner.call(req),
+                },
+            };
+        }
         let ctx = req.extensions().get::<RequestContext>().cloned();
         let route = req
             .extensions()
@@ -224,18 +245,6 @@ where
             .get::<Principal>()
             .cloned()
             .or_else(|| ctx.as_ref().and_then(|c| c.principal.clone()));
-        let level = self.layer.policy.level(
-            req.method(),
-            route.as_deref(),
-            principal.as_ref().map(|p| p.role),
-        );
-        if level == Level::None {
-            return ResponseFuture {
-                kind: Kind::Passthrough {
-                    future: self.inner.call(req),
-                },
-            };
-        }
 
         let mut event = NewEvent::new(Action::from_method(req.method()));
         if let Some(ctx) = &ctx {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,26 +51,39 @@ fn check(value: &str) -> Result<(), InvalidId> {
 
 /// A new time-sortable id (UUIDv7, hyphenated, lowercase).
 pub fn generate() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::now_v7()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
+/// [`generate`] straight into shared text: one allocation, no intermediate `String`.
+fn generate_shared() -> Arc<str> {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf))
 }
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// The text is shared: cloning the id (each layer that keeps the request context does)
+        /// copies a pointer, not the text.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// A new time-sortable id (UUIDv7).
             pub fn generate() -> Self {
-                Self(generate())
+                Self(generate_shared())
             }
 
             /// Accepts `value` when it passes [`is_valid_id`].
             pub fn parse(value: &str) -> Result<Self, InvalidId> {
                 check(value)?;
-                Ok(Self(value.to_owned()))
+                Ok(Self(Arc::from(value)))
             }
 
             /// The id as text.
@@ -95,13 +109,13 @@ macro_rules! id_type {
             type Error = InvalidId;
             fn try_from(value: String) -> Result<Self, Self::Error> {
                 check(&value)?;
-                Ok(Self(value))
+                Ok(Self(Arc::from(value)))
             }
         }
 
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0
+                value.0.as_ref().to_owned()
             }
         }
 

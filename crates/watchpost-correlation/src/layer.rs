@@ -206,7 +206,7 @@ struct Finish {
     flags: u8,
     method: &'static str,
     method_original: Option<String>,
-    path: String,
+    uri: http::Uri,
     start: tokio::time::Instant,
 }
 
@@ -255,11 +255,11 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(|m| m.as_str().to_owned());
-        let path = req.uri().path().to_owned();
-        let name_method = if known { method } else { "HTTP" };
-        let span_name = match &route {
-            Some(route) => format!("{name_method} {route}"),
-            None => name_method.to_owned(),
+        // A clone of the parsed URI shares hyper's buffer: no copy of the path.
+        let uri = req.uri().clone();
+        let span_name = SpanName {
+            method: if known { method } else { "HTTP" },
+            route: route.as_deref(),
         };
         let host = headers
             .get(http::header::HOST)
@@ -282,7 +282,7 @@ where
             otel.status_code = Empty,
             http.request.method = method,
             http.request.method_original = method_original.as_deref(),
-            url.path = %path,
+            url.path = uri.path(),
             url.scheme = req.uri().scheme_str().unwrap_or("http"),
             http.route = route.as_deref(),
             http.response.status_code = Empty,
@@ -361,7 +361,7 @@ where
             flags,
             method,
             method_original,
-            path,
+            uri,
             start,
         };
         let inner = &mut self.inner;
@@ -381,6 +381,23 @@ where
             state,
             finish: Some(Box::new(finish)),
         }
+    }
+}
+
+/// The server span's name, `{method} {route}` (or the method alone): formatted only when a
+/// subscriber records the span, so a span nobody wants costs no allocation.
+struct SpanName<'a> {
+    method: &'a str,
+    route: Option<&'a str>,
+}
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.method)?;
+        if let Some(route) = self.route {
+            write!(f, " {route}")?;
+        }
+        Ok(())
     }
 }
 
@@ -506,7 +523,7 @@ impl Finish {
         }
         let problem = Problem::internal()
             .with_request_id(self.ctx.request_id.as_str())
-            .with_instance(self.path.as_str());
+            .with_instance(self.uri.path());
         let response = problem.to_http_response().map(Body::from);
         self.complete(response, true)
     }
@@ -595,7 +612,7 @@ impl Finish {
             ctx,
             method,
             method_original,
-            path,
+            uri,
             ..
         } = self;
         // The context moves into the scope (no clone); the JSON formatter reads the ids from there.
@@ -607,7 +624,7 @@ impl Finish {
                     emit_request_line(&RequestLine {
                         method: method_original.as_deref().unwrap_or(method),
                         route: ctx.route.as_deref(),
-                        path: &path,
+                        path: uri.path(),
                         status: status.as_u16(),
                         duration_ms,
                         api_key_id: principal.map(|p| p.key_id.as_str()),

@@ -40,16 +40,17 @@ pub(crate) fn secs_up(ms: u64, set: &PolicySet) -> u64 {
     }
 }
 
-/// The fields every response on a limited route carries.
+/// The fields every response on a limited route carries (held inline: no allocation beyond
+/// the `RateLimit` value itself).
 #[derive(Debug, Clone)]
 pub(crate) struct RateLimitFields {
-    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
+    policy: HeaderValue,
+    ratelimit: Option<HeaderValue>,
+    legacy: Option<[HeaderValue; 3]>,
 }
 
 impl RateLimitFields {
     pub(crate) fn new(set: &PolicySet, decision: &Decision, legacy: bool) -> Self {
-        let mut fields = Vec::with_capacity(if legacy { 5 } else { 2 });
-        fields.push((RATELIMIT_POLICY, set.header_value().clone()));
         let mut value = String::with_capacity(32 * decision.verdicts().len());
         for (v, p) in decision.verdicts().zip(set.iter()) {
             if !value.is_empty() {
@@ -64,26 +65,38 @@ impl RateLimitFields {
                 secs_up(v.reset_ms, set)
             );
         }
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            fields.push((RATELIMIT, v));
-        }
-        if legacy {
+        // The text becomes the header's bytes as it is (no copy); policy names are validated
+        // tokens, so the check only guards against a future change.
+        let ratelimit = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok();
+        let legacy = if legacy {
             let b = decision.binding_policy();
-            if let (Some(v), Some(p)) = (decision.verdicts().nth(b), set.iter().nth(b)) {
-                fields.push((X_RATELIMIT_LIMIT, HeaderValue::from(p.limit())));
-                fields.push((X_RATELIMIT_REMAINING, HeaderValue::from(v.remaining)));
-                fields.push((
-                    X_RATELIMIT_RESET,
+            match (decision.verdicts().nth(b), set.iter().nth(b)) {
+                (Some(v), Some(p)) => Some([
+                    HeaderValue::from(p.limit()),
+                    HeaderValue::from(v.remaining),
                     HeaderValue::from(secs_up(v.reset_ms, set)),
-                ));
+                ]),
+                _ => None,
             }
+        } else {
+            None
+        };
+        Self {
+            policy: set.header_value().clone(),
+            ratelimit,
+            legacy,
         }
-        Self { fields }
     }
 
     pub(crate) fn apply(self, headers: &mut http::HeaderMap) {
-        for (k, v) in self.fields {
-            headers.insert(k, v);
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        if let Some(v) = self.ratelimit {
+            headers.insert(RATELIMIT, v);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, limit);
+            headers.insert(X_RATELIMIT_REMAINING, remaining);
+            headers.insert(X_RATELIMIT_RESET, reset);
         }
     }
 }

@@ -4,17 +4,19 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use tower::ServiceBuilder;
+use tower_http::body::Limited;
 use tower_http::limit::RequestBodyLimitLayer;
 use watchpost_core::{Problem, SharedClock};
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
 use crate::keys::ApiKeyStore;
+use crate::rejections::ProblemBodiesLayer;
 use crate::serve::StartupError;
 use crate::store::Stores;
 use crate::{keys_api, openapi};
@@ -159,17 +161,24 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `Router::layer` wraps every route (and the fallbacks) after routing, so every layer sees
-        // `MatchedPath`. Layers are added innermost first; a request meets them in the reverse order:
-        // correlation, metrics, body limit, auth, rate limit, audit, problem bodies, handler. Panics are caught by
-        // the correlation layer (500 problem+json with the request id, grouped in /errors).
-        .layer(middleware::from_fn_with_state(limit, problem_bodies))
-        .layer(crate::wiring::audit::layer(&state.config, &state.auditor))
-        .layer(state.ratelimit.layer())
-        .layer(AuthLayer::new(state.auth.clone()))
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(limit))
-        .layer(state.metrics.layer())
-        .layer(state.correlation.clone())
+        // `MatchedPath`. One composed stack, not one `Router::layer` per layer: axum boxes each
+        // layer it is given separately, and every box is cloned and every boxed future allocated
+        // on every request. A request meets the layers in this order: correlation, metrics, body
+        // limit, auth, rate limit, audit, problem bodies, handler. Panics are caught by the
+        // correlation layer (500 problem+json with the request id, grouped in /errors).
+        .layer(
+            ServiceBuilder::new()
+                .layer(state.correlation.clone())
+                .layer(state.metrics.layer())
+                .layer(RequestBodyLimitLayer::new(limit))
+                // Back to axum's body type for the layers below (the limit stays in force).
+                .map_request(|request: Request<Limited<Body>>| request.map(Body::new))
+                .layer(DefaultBodyLimit::disable())
+                .layer(AuthLayer::new(state.auth.clone()))
+                .layer(state.ratelimit.layer())
+                .layer(crate::wiring::audit::layer(&state.config, &state.auditor))
+                .layer(ProblemBodiesLayer::new(limit)),
+        )
 }
 
 async fn route_not_found(request: Request) -> Response {
@@ -185,62 +194,4 @@ async fn method_not_allowed(request: Request) -> Response {
         .fill_from(request.extensions())
         .to_http_response()
         .into_response()
-}
-
-/// Statuses the framework itself produces (extractor rejections, body limits) with a plain-text
-/// body; they are rewritten as problem+json. Bodies chosen by handlers (problem, health+json,
-/// Kubernetes-style text) are left alone: no handler answers these statuses in plain text.
-const FRAMEWORK_STATUSES: &[u16] = &[400, 405, 411, 413, 415, 422];
-
-/// The largest framework body read back to become the problem's detail.
-const MAX_REJECTION_TEXT: usize = 2048;
-
-async fn problem_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let extensions = request.extensions().clone();
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem || !FRAMEWORK_STATUSES.contains(&status.as_u16()) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
-    let problem = match status.as_u16() {
-        413 => Problem::payload_too_large(limit as u64),
-        405 => Problem::method_not_allowed(),
-        _ => {
-            let detail = if text.is_empty() {
-                status
-                    .canonical_reason()
-                    .unwrap_or("bad request")
-                    .to_owned()
-            } else {
-                text
-            };
-            Problem::new(status)
-                .with_type(watchpost_core::problem::type_uri("bad-request"))
-                .with_detail(detail)
-        }
-    };
-    let mut rendered = problem
-        .with_instance(path)
-        .fill_from(&extensions)
-        .to_http_response()
-        .into_response();
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        rendered.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    if status.as_u16() == 413 {
-        rendered
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    rendered
 }

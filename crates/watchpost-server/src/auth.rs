@@ -8,13 +8,16 @@
 //! token) are not looked at. Attempts are counted per result in [`AuthCounters`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_layer::Layer;
@@ -71,7 +74,7 @@ enum Outcome {
 pub struct Authenticator {
     root_key_hash: Option<[u8; 32]>,
     store: Arc<dyn ApiKeyStore>,
-    cache: Option<moka::future::Cache<String, Option<ApiKeyRecord>>>,
+    cache: Option<moka::sync::Cache<String, Option<ApiKeyRecord>>>,
     counters: Arc<AuthCounters>,
     skip_exact: Vec<String>,
     skip_prefixes: Vec<String>,
@@ -98,7 +101,7 @@ impl Authenticator {
     /// An authenticator for `root_key` (if any) and `store`, caching lookups for `cache_ttl` (zero: no cache).
     pub fn new(root_key: Option<&str>, store: Arc<dyn ApiKeyStore>, cache_ttl: Duration) -> Self {
         let cache = (!cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder()
+            moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl)
                 .build()
@@ -134,7 +137,7 @@ impl Authenticator {
     /// Drops any cached lookup of key `id` (after a revocation through this process).
     pub async fn forget(&self, id: &str) {
         if let Some(cache) = &self.cache {
-            cache.invalidate(id).await;
+            cache.invalidate(id);
         }
     }
 
@@ -143,67 +146,76 @@ impl Authenticator {
             || self.skip_prefixes.iter().any(|p| path.starts_with(p))
     }
 
-    async fn lookup(&self, id: &str) -> Result<Option<ApiKeyRecord>, ()> {
-        match &self.cache {
-            Some(cache) => {
-                if let Some(hit) = cache.get(id).await {
-                    return Ok(hit);
-                }
-                let found = self.store.get(id).await.map_err(|e| {
-                    tracing::error!(error = %e, "API key lookup failed");
-                })?;
-                cache.insert(id.to_owned(), found.clone()).await;
-                Ok(found)
-            }
-            None => self.store.get(id).await.map_err(|e| {
-                tracing::error!(error = %e, "API key lookup failed");
-            }),
+    /// What can be decided without I/O: a skipped path, no or a malformed credential, the root
+    /// key, a cached key. Anything else needs the store: [`Step::Lookup`].
+    fn decide_now(&self, headers: &http::HeaderMap, path: &str) -> Step {
+        if self.skips(path) {
+            return Step::Skip;
         }
+        let key = match credential(headers) {
+            Credential::None => return Step::Skip,
+            Credential::Invalid => return Step::Decided(Outcome::Refused(AuthFailure::Malformed)),
+            Credential::Key(key) => key,
+        };
+        if let Some(root) = &self.root_key_hash {
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            if bool::from(digest.ct_eq(root)) {
+                return Step::Decided(Outcome::Ok(Principal::new(
+                    ROOT_KEY_ID,
+                    "root",
+                    None,
+                    Role::Root,
+                )));
+            }
+        }
+        let Some((id, secret)) = parse_key(key) else {
+            return Step::Decided(Outcome::Refused(AuthFailure::Malformed));
+        };
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(id)
+        {
+            return Step::Decided(judge(hit, secret));
+        }
+        Step::Lookup(key.to_owned())
     }
 
-    async fn check(&self, presented: &str) -> Outcome {
-        if let Some(root) = &self.root_key_hash {
-            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-            if bool::from(digest.ct_eq(root)) {
-                return Outcome::Ok(Principal::new(ROOT_KEY_ID, "root", None, Role::Root));
-            }
-        }
-        let Some((id, secret)) = parse_key(presented) else {
+    /// The store's answer for a well-formed key that is neither root nor cached.
+    async fn look_up(&self, key: &str) -> Outcome {
+        let Some((id, secret)) = parse_key(key) else {
             return Outcome::Refused(AuthFailure::Malformed);
         };
-        match self.lookup(id).await {
-            Err(()) => Outcome::StoreError,
-            Ok(None) => Outcome::Refused(AuthFailure::Unknown),
-            Ok(Some(record)) if !record.secret_matches(secret) => {
-                Outcome::Refused(AuthFailure::Unknown)
+        let found = match self.store.get(id).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "API key lookup failed");
+                return Outcome::StoreError;
             }
-            Ok(Some(record)) if record.revoked_at.is_some() => {
-                Outcome::Refused(AuthFailure::Revoked)
-            }
-            Ok(Some(record)) => Outcome::Ok(Principal::new(
-                record.id,
-                record.name,
-                record.tenant_id,
-                record.role,
-            )),
+        };
+        if let Some(cache) = &self.cache {
+            cache.insert(id.to_owned(), found.clone());
         }
+        judge(found, secret)
     }
 
     /// Authenticates the request's credential into its extensions.
     pub async fn authenticate<B>(&self, request: &mut Request<B>) {
-        if self.skips(request.uri().path()) {
-            return;
+        match self.decide_now(request.headers(), request.uri().path()) {
+            Step::Skip => {}
+            Step::Decided(outcome) => self.apply(request, outcome),
+            Step::Lookup(key) => {
+                let outcome = self.look_up(&key).await;
+                self.apply(request, outcome);
+            }
         }
-        let presented = match credential(request.headers()) {
-            Credential::None => return,
-            Credential::Invalid => Outcome::Refused(AuthFailure::Malformed),
-            Credential::Key(key) => self.check(&key).await,
-        };
-        let label = self.counters.count(&presented);
+    }
+
+    /// Counts `outcome` and records it in the request's extensions.
+    fn apply<B>(&self, request: &mut Request<B>, outcome: Outcome) {
+        let label = self.counters.count(&outcome);
         if let (Some(observe), Some(label)) = (&self.on_attempt, label) {
             observe(label);
         }
-        match presented {
+        match outcome {
             Outcome::Ok(principal) => {
                 if let Some(ctx) = request.extensions_mut().get_mut::<RequestContext>() {
                     ctx.principal = Some(principal.clone());
@@ -221,14 +233,39 @@ impl Authenticator {
     }
 }
 
-enum Credential {
+/// The first, synchronous step of authentication.
+enum Step {
+    /// Nothing to authenticate (no credential, or a path whose credential is someone else's).
+    Skip,
+    /// Decided without I/O.
+    Decided(Outcome),
+    /// A well-formed key (owned) the store has to answer for.
+    Lookup(String),
+}
+
+/// A stored record (or none) against the presented secret.
+fn judge(record: Option<ApiKeyRecord>, secret: &str) -> Outcome {
+    match record {
+        None => Outcome::Refused(AuthFailure::Unknown),
+        Some(record) if !record.secret_matches(secret) => Outcome::Refused(AuthFailure::Unknown),
+        Some(record) if record.revoked_at.is_some() => Outcome::Refused(AuthFailure::Revoked),
+        Some(record) => Outcome::Ok(Principal::new(
+            record.id,
+            record.name,
+            record.tenant_id,
+            record.role,
+        )),
+    }
+}
+
+enum Credential<'a> {
     None,
     Invalid,
-    Key(String),
+    Key(&'a str),
 }
 
 /// `Authorization: Bearer <key>` first, then `X-API-Key`. Oversized or non-text values are invalid.
-fn credential(headers: &http::HeaderMap) -> Credential {
+fn credential(headers: &http::HeaderMap) -> Credential<'_> {
     const MAX_KEY_LEN: usize = 512;
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let Ok(v) = v.to_str() else {
@@ -244,13 +281,11 @@ fn credential(headers: &http::HeaderMap) -> Credential {
         if token.is_empty() || token.len() > MAX_KEY_LEN {
             return Credential::Invalid;
         }
-        return Credential::Key(token.to_owned());
+        return Credential::Key(token);
     }
     if let Some(v) = headers.get("x-api-key") {
         return match v.to_str() {
-            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => {
-                Credential::Key(k.trim().to_owned())
-            }
+            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => Credential::Key(k.trim()),
             _ => Credential::Invalid,
         };
     }
@@ -312,28 +347,96 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    // The lookup is asynchronous (store, cache), so the future is boxed.
-    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+    type Future = ResponseFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Take the service that was polled ready; leave a fresh clone in its place.
+        let key = match self
+            .auth
+            .decide_now(request.headers(), request.uri().path())
+        {
+            Step::Skip => None,
+            Step::Decided(outcome) => {
+                self.auth.apply(&mut request, outcome);
+                None
+            }
+            Step::Lookup(key) => Some(key),
+        };
+        let Some(key) = key else {
+            // Decided without I/O: no clone of the inner service, no boxed future.
+            let principal = request.extensions().get::<Principal>().cloned();
+            return ResponseFuture {
+                state: AuthState::Inner {
+                    future: self.inner.call(request),
+                    principal,
+                },
+            };
+        };
+        // The store must answer: take the service that was polled ready, leave a clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        Box::pin(async move {
-            auth.authenticate(&mut request).await;
-            let principal = request.extensions().get::<Principal>().cloned();
-            let mut response = inner.call(request).await?;
-            // Outer layers (the request log line, audit) learn who called from the response.
-            if let Some(principal) = principal {
-                response.extensions_mut().insert(principal);
+        ResponseFuture {
+            state: AuthState::LookingUp {
+                future: Box::pin(async move {
+                    let outcome = auth.look_up(&key).await;
+                    auth.apply(&mut request, outcome);
+                    let principal = request.extensions().get::<Principal>().cloned();
+                    let mut response = inner.call(request).await?;
+                    if let Some(principal) = principal {
+                        response.extensions_mut().insert(principal);
+                    }
+                    Ok(response)
+                }),
+            },
+        }
+    }
+}
+
+pin_project! {
+    #[project = AuthStateProj]
+    enum AuthState<F, R, E> {
+        Inner { #[pin] future: F, principal: Option<Principal> },
+        LookingUp { future: BoxFuture<'static, Result<R, E>> },
+    }
+}
+
+pin_project! {
+    /// The response future of [`Auth`]: the inner future when the key was decided without I/O,
+    /// a boxed lookup-then-call otherwise. Either way the principal is put into the response's
+    /// extensions, so outer layers (the request log line, audit) learn who called.
+    pub struct ResponseFuture<F, R, E> {
+        #[pin]
+        state: AuthState<F, R, E>,
+    }
+}
+
+impl<F, R, E> fmt::Debug for ResponseFuture<F, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, Response<RB>, E>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            AuthStateProj::Inner { future, principal } => {
+                let mut response = ready!(future.poll(cx))?;
+                if let Some(principal) = principal.take() {
+                    response.extensions_mut().insert(principal);
+                }
+                Poll::Ready(Ok(response))
             }
-            Ok(response)
-        })
+            AuthStateProj::LookingUp { future } => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod keys_api;
 pub mod openapi;
+pub mod rejections;
 pub mod serve;
 pub mod store;
 pub mod wiring;

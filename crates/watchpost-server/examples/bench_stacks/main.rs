@@ -21,23 +21,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::get;
-use http::Request;
 use tokio::net::TcpListener;
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 use watchpost_correlation::{CorrelationConfig, CorrelationLayer};
 use watchpost_server::app::{self, AppState};
 use watchpost_server::config::{Config, FlagOverrides, RawValues};
 use watchpost_server::serve::{self, Lifecycle};
+
+mod peer;
 
 /// The route every stack serves; the server's default audit policy records every request to it.
 const HELLO_PATH: &str = "/admin/hello";
@@ -211,57 +205,8 @@ async fn full(args: &Args, request_log: bool) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The stack people assemble today, as the crates' READMEs show it.
+/// The stack people assemble today (see `peer.rs`), logging to stdout.
 async fn peer(listen: SocketAddr, request_log: bool) -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(if request_log {
-            "info"
-        } else {
-            "warn"
-        }))
-        .try_init()?;
-    let (prometheus, handle) = axum_prometheus::PrometheusMetricLayer::pair();
-    let governor = Arc::new(
-        GovernorConfigBuilder::default()
-            // One token per nanosecond and the largest burst: the limiter decides, it never denies.
-            .per_nanosecond(1)
-            .burst_size(u32::MAX)
-            .finish()
-            .ok_or("invalid governor configuration")?,
-    );
-    // tower_governor's README: prune the per-IP table in the background.
-    let limiter = governor.limiter().clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            limiter.retain_recent();
-        }
-    });
-    let trace = TraceLayer::new_for_http()
-        // The request id in the span, so the JSON line carries it (tower-http's request-id example).
-        .make_span_with(|request: &Request<Body>| {
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "request",
-                method = %request.method(),
-                uri = %request.uri(),
-                version = ?request.version(),
-                request_id,
-            )
-        })
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
-    let app = hello_router()
-        .route("/metrics", get(move || async move { handle.render() }))
-        .layer(GovernorLayer::new(governor))
-        .layer(prometheus)
-        .layer(trace)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    serve_plain(listen, app).await
+    tracing::subscriber::set_global_default(peer::subscriber(request_log, std::io::stdout))?;
+    serve_plain(listen, peer::layered(hello_router())?).await
 }
