@@ -93,7 +93,18 @@ fn env_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
         })
 }
 
-type Filtered = tracing_subscriber::layer::Layered<EnvFilter, Registry>;
+/// A global filter that turns every span off: installed when nothing reads spans (JSON lines and
+/// no OpenTelemetry export), so a span callsite is disabled once and `info_span!` costs one check.
+type SpansOff = tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>;
+
+type Filtered = tracing_subscriber::layer::Layered<
+    Option<SpansOff>,
+    tracing_subscriber::layer::Layered<EnvFilter, Registry>,
+>;
+
+fn events_only(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+}
 
 /// A subscriber as [`init`] would install it, writing to `writer` (tests pass a log capture).
 pub fn subscriber<W>(
@@ -104,17 +115,17 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    let tracer = telemetry.tracer();
+    // JSON lines take the request ids from the request context: they need neither span fields
+    // nor spans. Pretty output shows spans; export sends them.
+    let spans_off = (logging.format == LogFormat::Json && tracer.is_none()).then(|| {
+        tracing_subscriber::filter::filter_fn(events_only as fn(&tracing::Metadata<'_>) -> bool)
+    });
     let fmt_layer: Box<dyn Layer<Filtered> + Send + Sync> = match logging.format {
-        // JSON lines take the request ids from the request context, so span fields need no formatting.
-        // Nor does it need spans at all: with the per-layer filter below, a span nobody else
-        // wants (no OpenTelemetry export) is never created, and `info_span!` costs one check.
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(NoSpanFields)
             .event_format(JsonLines)
             .with_writer(writer)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_event()
-            }))
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .pretty()
@@ -122,12 +133,13 @@ where
             .boxed(),
     };
     let mut layers = vec![fmt_layer];
-    if let Some(tracer) = telemetry.tracer() {
+    if let Some(tracer) = tracer {
         layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
     }
     // One global filter: RUST_LOG applies to logs and exported spans alike.
     Ok(Registry::default()
         .with(env_filter(&logging.filter)?)
+        .with(spans_off)
         .with(layers))
 }
 
@@ -145,28 +157,11 @@ impl<'writer> FormatFields<'writer> for NoSpanFields {
     }
 }
 
-/// How many bytes of log lines the writer thread gathers before one write to stdout.
-const LOG_WRITE_BUFFER: usize = 64 * 1024;
-
 /// Starts OTLP export as `otel` says, installs the global subscriber writing to stdout, installs the
 /// panic hook, and logs the effective configuration once. Call once, inside the tokio runtime.
-///
-/// Lines are formatted on the thread that logs them and written to stdout by one writer thread,
-/// which gathers whatever is queued into one write and writes as soon as the queue is empty: a
-/// request never waits on a slow log pipe, and a busy server makes one write per batch instead of
-/// one per line. The queue holds 128,000 lines; when it is full, logging waits (no line is
-/// dropped). Keep the returned [`Telemetry`] until exit: its last clone writes out the queue.
 pub fn init(logging: &LoggingConfig, otel: &OtelConfig) -> Result<Telemetry, TelemetryError> {
     let telemetry = Telemetry::start(otel)?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("watchpost-log")
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_WRITE_BUFFER,
-            std::io::stdout(),
-        ));
-    telemetry.keep_log_writer(guard);
-    let subscriber = subscriber(logging, &telemetry, writer)?;
+    let subscriber = subscriber(logging, &telemetry, std::io::stdout)?;
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
     crate::errors::install_panic_hook();

@@ -193,9 +193,6 @@ struct Inner {
     tracer: Option<Tracer>,
     control: Option<mpsc::Sender<Control>>,
     counters: ExportCounters,
-    /// The log writer thread of [`crate::init`]; dropped with the last clone, which writes out
-    /// what is still queued.
-    log_writer: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>>,
 }
 
 /// The running OpenTelemetry pipeline (or its absence); clones share it.
@@ -240,7 +237,6 @@ impl Telemetry {
                 tracer: None,
                 control: None,
                 counters: ExportCounters::default(),
-                log_writer: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -294,16 +290,8 @@ impl Telemetry {
                 tracer: Some(tracer),
                 control: Some(control_tx),
                 counters,
-                log_writer: std::sync::Mutex::new(None),
             }),
         })
-    }
-
-    /// Keeps the log writer thread alive as long as this pipeline (see [`crate::init`]).
-    pub(crate) fn keep_log_writer(&self, guard: tracing_appender::non_blocking::WorkerGuard) {
-        if let Ok(mut slot) = self.inner.log_writer.lock() {
-            *slot = Some(guard);
-        }
     }
 
     /// The tracer for `tracing_opentelemetry::layer().with_tracer(..)`, when export is on.
