@@ -5,7 +5,7 @@
 //!
 //! Every figure written comes from this run: criterion's `new/estimates.json` files newer than
 //! the run's start, wrk's output, `/proc/<pid>/status`. wrk is the load generator (Debian `wrk`);
-//! the servers are `examples/bench_stacks.rs` and the release `watchpost` binary. The server is
+//! the servers are `examples/bench_stacks/` and the release `watchpost` binary. The server is
 //! pinned to core 0 and wrk to core 1 so they do not fight over a core, and the stacks are measured
 //! in alternation (bare, full, ..., then again) so drift on a shared machine hits them alike.
 #![allow(clippy::print_stdout)] // Progress lines and the generated report are the point.
@@ -34,7 +34,7 @@ const CRITERION: &[(&str, &str, &[&str])] = &[
 /// Benchmarks that are watchpost's own although their name does not say so.
 const OURS_BY_ID: &[&str] = &["audit_ingest_postgres/writer_group_commit_copy_durable"];
 
-/// The measurements of `examples/bench_stacks.rs`, in the order they are made: id, `--stack`,
+/// The measurements of `examples/bench_stacks/`, in the order they are made: id, `--stack`,
 /// the path wrk loads, label. `GET /hello` is a read the server's default audit policy does not
 /// record, so there the full stack's figure is its layers' own cost; the last row loads
 /// `/admin/hello`, which the default policy records on every request (the audit store's ingest).
@@ -72,7 +72,7 @@ const STACKS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// The route the comparison loads (see `examples/bench_stacks.rs`).
+/// The route the comparison loads (see `examples/bench_stacks/main.rs`).
 const HELLO_PATH: &str = "/hello";
 
 /// The same handler on a route the default audit policy records.
@@ -913,7 +913,7 @@ impl Report {
         let p = &self.plan;
         s.push_str("### One hello-world handler under wrk, three stacks\n\n");
         s.push_str(&format!(
-            "The same handler (`GET {HELLO_PATH}`, 13 bytes) served bare, behind the full watchpost stack and behind the stack people assemble today (`crates/watchpost-server/examples/bench_stacks.rs` says exactly what each holds); `{HELLO_PATH}` is a read the server's default audit policy does not record, so the full stack's figure there is its layers' own cost, and the last row loads the same handler at `{AUDITED_PATH}`, which the default policy records on every request. {}; each server is a fresh process (a fresh SQLite data dir for the full stack) with its log lines going to `/dev/null`; after a {} s warm-up, wrk measures for {} s; the stacks alternate, {} round(s). Figures are the median over the rounds; every request carries the same root API key.\n\n",
+            "The same handler (`GET {HELLO_PATH}`, 13 bytes) served bare, behind the full watchpost stack and behind the stack people assemble today (`crates/watchpost-server/examples/bench_stacks/` says exactly what each holds); `{HELLO_PATH}` is a read the server's default audit policy does not record, so the full stack's figure there is its layers' own cost, and the last row loads the same handler at `{AUDITED_PATH}`, which the default policy records on every request. {}; each server is a fresh process (a fresh SQLite data dir for the full stack) with its log lines going to `/dev/null`; after a {} s warm-up, wrk measures for {} s; the stacks alternate, {} round(s). Figures are the median over the rounds; every request carries the same root API key.\n\n",
             self.pinning.note,
             p.warmup.as_secs(),
             p.measure.as_secs(),

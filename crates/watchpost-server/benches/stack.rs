@@ -10,7 +10,7 @@
 //! (every route, the fallbacks and the problem-body rewriting). Logging goes through the server's
 //! own JSON subscriber into a sink at `info`; `nolog` variants turn the correlation layer's request
 //! line off, and the peer's `nolog` variant filters at `warn` (no span, no line), as
-//! `examples/bench_stacks.rs` does for wrk.
+//! `examples/bench_stacks/main.rs` does for wrk.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -138,7 +138,7 @@ pub fn router(state: AppState) -> Router {
 
 /// [`router`] with `extra` routes merged in behind the same layers, so they pay exactly what the
 /// server's own endpoints pay (correlation, metrics, body limit, auth, rate limit, audit). Used by
-/// `examples/bench_stacks.rs` to put a hello-world handler behind the full stack for `cargo xtask bench`.
+/// `examples/bench_stacks/main.rs` to put a hello-world handler behind the full stack for `cargo xtask bench`.
 pub fn router_with(state: AppState, extra: Router) -> Router {
     let limit = state.config.body_limit_bytes;
     let api = Router::new()

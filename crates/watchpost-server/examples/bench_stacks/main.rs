@@ -8,7 +8,7 @@
 //! | `bare` | axum alone |
 //! | `full` | the server's own router and layers ([`app::router_with`]): correlation with its JSON request log line, metrics, body limit, auth (send the root key `--api-key`), rate limit (a limit far above the load), audit (the default policy records `/admin` routes; reads asynchronously), on SQLite in `--data-dir` |
 //! | `full-nolog` | the same with the correlation layer's request log line turned off (`CorrelationConfig::request_log`) |
-//! | `peer` | tower-http `SetRequestIdLayer` + `PropagateRequestIdLayer` + `TraceLayer` (one JSON line per request through tracing-subscriber's JSON formatter), axum-prometheus 0.10, tower_governor 0.8 (a limit far above the load) |
+//! | `peer` | (`peer.rs`) tower-http `SetRequestIdLayer` + `PropagateRequestIdLayer` + `TraceLayer` (one JSON line per request through tracing-subscriber's JSON formatter), axum-prometheus 0.10, tower_governor 0.8 (a limit far above the load) |
 //! | `peer-nolog` | the same with the log filter at `warn`, so no line per request |
 //!
 //! Every stack logs to stdout, serves with `into_make_service_with_connect_info` and the default
