@@ -49,19 +49,15 @@ fn check(value: &str) -> Result<(), InvalidId> {
     }
 }
 
-/// A new time-sortable id (UUIDv7, hyphenated, lowercase).
-pub fn generate() -> String {
+/// Hands a new UUIDv7, hyphenated and lowercase, to `f` as text on the stack.
+fn with_new_id<T>(f: impl FnOnce(&str) -> T) -> T {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::now_v7()
-        .hyphenated()
-        .encode_lower(&mut buf)
-        .to_owned()
+    f(uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf))
 }
 
-/// [`generate`] straight into shared text: one allocation, no intermediate `String`.
-fn generate_shared() -> Arc<str> {
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf))
+/// A new time-sortable id (UUIDv7, hyphenated, lowercase).
+pub fn generate() -> String {
+    with_new_id(str::to_owned)
 }
 
 macro_rules! id_type {
@@ -77,7 +73,7 @@ macro_rules! id_type {
         impl $name {
             /// A new time-sortable id (UUIDv7).
             pub fn generate() -> Self {
-                Self(generate_shared())
+                Self(with_new_id(|id| Arc::from(id)))
             }
 
             /// Accepts `value` when it passes [`is_valid_id`].

@@ -176,14 +176,14 @@ impl Authenticator {
         {
             return Step::Decided(judge(hit, secret));
         }
-        Step::Lookup(key.to_owned())
+        Step::Lookup {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        }
     }
 
-    /// The store's answer for a well-formed key that is neither root nor cached.
-    async fn look_up(&self, key: &str) -> Outcome {
-        let Some((id, secret)) = parse_key(key) else {
-            return Outcome::Refused(AuthFailure::Malformed);
-        };
+    /// The store's answer for a well-formed key (`id`, `secret`) that is neither root nor cached.
+    async fn look_up(&self, id: &str, secret: &str) -> Outcome {
         let found = match self.store.get(id).await {
             Ok(found) => found,
             Err(e) => {
@@ -202,8 +202,8 @@ impl Authenticator {
         match self.decide_now(request.headers(), request.uri().path()) {
             Step::Skip => {}
             Step::Decided(outcome) => self.apply(request, outcome),
-            Step::Lookup(key) => {
-                let outcome = self.look_up(&key).await;
+            Step::Lookup { id, secret } => {
+                let outcome = self.look_up(&id, &secret).await;
                 self.apply(request, outcome);
             }
         }
@@ -239,8 +239,8 @@ enum Step {
     Skip,
     /// Decided without I/O.
     Decided(Outcome),
-    /// A well-formed key (owned) the store has to answer for.
-    Lookup(String),
+    /// A well-formed key, split into its id and secret, the store has to answer for.
+    Lookup { id: String, secret: String },
 }
 
 /// A stored record (or none) against the presented secret.
@@ -363,9 +363,9 @@ where
                 self.auth.apply(&mut request, outcome);
                 None
             }
-            Step::Lookup(key) => Some(key),
+            Step::Lookup { id, secret } => Some((id, secret)),
         };
-        let Some(key) = key else {
+        let Some((id, secret)) = key else {
             // Decided without I/O: no clone of the inner service, no boxed future.
             let principal = request.extensions().get::<Principal>().cloned();
             return ResponseFuture {
@@ -382,7 +382,7 @@ where
         ResponseFuture {
             state: AuthState::LookingUp {
                 future: Box::pin(async move {
-                    let outcome = auth.look_up(&key).await;
+                    let outcome = auth.look_up(&id, &secret).await;
                     auth.apply(&mut request, outcome);
                     let principal = request.extensions().get::<Principal>().cloned();
                     let mut response = inner.call(request).await?;
