@@ -206,12 +206,6 @@ fn ensure_wrk() -> Result<(), String> {
     }
 }
 
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    c.current_dir(workspace_root());
-    c
-}
-
 // ---------------------------------------------------------------------------------------------
 // Criterion
 
@@ -282,7 +276,7 @@ fn criterion_all(env: &[(String, String)], plan: Plan) -> Result<Vec<CrateBench>
         println!("--> {command}");
         // Criterion's results are recognised by age; a little slack for coarse file timestamps.
         let since = SystemTime::now() - Duration::from_secs(2);
-        let mut cmd = cargo();
+        let mut cmd = util::cargo();
         cmd.args(&args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             // Criterion resolves a relative CARGO_TARGET_DIR against the package; pin the output.
@@ -506,7 +500,7 @@ impl WrkResults {
 }
 
 fn build_stacks() -> Result<PathBuf, String> {
-    util::run(cargo().args([
+    util::run(util::cargo().args([
         "build",
         "--release",
         "--locked",

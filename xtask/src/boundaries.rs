@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::output;
 
@@ -48,21 +47,17 @@ pub(crate) fn library_crates(root: &Path) -> Result<Vec<String>, String> {
 
 /// Package names in the normal (and build) dependency tree of `krate`, all features on.
 fn dependency_names(root: &Path, krate: &str) -> Result<BTreeSet<String>, String> {
-    let tree = output(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(root)
-            .args([
-                "tree",
-                "-p",
-                krate,
-                "-e",
-                "normal,build",
-                "--prefix",
-                "none",
-                "--all-features",
-                "--locked",
-            ]),
-    )?;
+    let tree = output(crate::util::cargo().current_dir(root).args([
+        "tree",
+        "-p",
+        krate,
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+        "--all-features",
+        "--locked",
+    ]))?;
     Ok(tree
         .lines()
         .skip(1) // the crate itself
@@ -92,21 +87,17 @@ pub(crate) fn violations(root: &Path) -> Result<Vec<String>, String> {
             }
         }
     }
-    let test_support_users = output(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(root)
-            .args([
-                "tree",
-                "-i",
-                "watchpost-test-support",
-                "-e",
-                "normal,build",
-                "--prefix",
-                "none",
-                "--workspace",
-                "--locked",
-            ]),
-    )
+    let test_support_users = output(crate::util::cargo().current_dir(root).args([
+        "tree",
+        "-i",
+        "watchpost-test-support",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+        "--workspace",
+        "--locked",
+    ]))
     .unwrap_or_default();
     for line in test_support_users.lines().skip(1) {
         problems.push(format!("watchpost-test-support is a normal dependency of {line}; it is for dev-dependencies only"));

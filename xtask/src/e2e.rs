@@ -64,8 +64,10 @@ pub(crate) fn run_with(env: &[(String, String)]) -> Result<(), String> {
         Ok(()) => {
             let _ = std::fs::remove_dir_all(dir);
             println!(
-                "e2e: passed in {:.1} s ({:.1} s for the scenario itself)",
+                "e2e: passed in {:.1} s: {:.1} s building the release binary, {:.1} s for the run (services, scenario, clean-up), {:.1} s of it the scenario itself",
                 started.elapsed().as_secs_f64(),
+                run.build.as_secs_f64(),
+                started.elapsed().saturating_sub(run.build).as_secs_f64(),
                 scenario_started.elapsed().as_secs_f64()
             );
             Ok(())

@@ -133,19 +133,15 @@ impl Drop for Proc {
 /// Builds the release `watchpost` binary and returns its path.
 pub(crate) fn release_watchpost() -> Result<PathBuf, String> {
     let root = workspace_root();
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "watchpost-server",
-                "--bin",
-                "watchpost",
-            ]),
-    )?;
+    run(crate::util::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "watchpost-server",
+        "--bin",
+        "watchpost",
+    ]))?;
     let bin = target_dir().join("release/watchpost");
     if bin.is_file() {
         Ok(bin)
@@ -240,6 +236,8 @@ pub(crate) struct Run {
     pub(crate) admin_url: String,
     pub(crate) redis_url: String,
     pub(crate) bin: PathBuf,
+    /// How long building (or finding up to date) the release binary took.
+    pub(crate) build: std::time::Duration,
     pub(crate) dir: PathBuf,
     pub(crate) database: String,
 }
@@ -255,7 +253,9 @@ impl Run {
         };
         let admin_url = var("WATCHPOST_TEST_DATABASE_URL")?;
         let redis_url = var("WATCHPOST_TEST_REDIS_URL")?;
+        let build_started = std::time::Instant::now();
         let bin = release_watchpost()?;
+        let build = build_started.elapsed();
         let dir = target_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
@@ -267,6 +267,7 @@ impl Run {
             admin_url,
             redis_url,
             bin,
+            build,
             dir,
             database,
         })

@@ -13,6 +13,31 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// A `cargo` command (the one running xtask) in the workspace root, without the package
+/// variables `cargo run` set for xtask itself. Left in, they reach build scripts that track them
+/// (ring's tracks `CARGO_MANIFEST_DIR`), so the same build from a shell and from xtask would
+/// invalidate each other: minutes of rebuilding and a fresh whole-program link each time.
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
 /// Runs `cmd`, failing with its command line when it does not exit 0.
 pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
