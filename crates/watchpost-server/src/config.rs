@@ -328,6 +328,24 @@ pub const SETTINGS: &[Setting] = &[
         "decide, log and count, but never block (to try a policy safely)"
     ),
     setting!(
+        "WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS",
+        [],
+        "rate_limit_redis_timeout_ms",
+        None,
+        "20",
+        false,
+        "longest wait for one shared decision from Redis, in milliseconds (1 to 10000); then the failure mode decides"
+    ),
+    setting!(
+        "WATCHPOST_RATE_LIMIT_FAILURE_MODE",
+        [],
+        "rate_limit_failure_mode",
+        None,
+        "open",
+        false,
+        "what a decision is when Redis cannot answer in time: open (let the request through) or closed (429)"
+    ),
+    setting!(
         "WATCHPOST_ALERTMANAGER_TOKEN",
         [],
         "alertmanager_token",
@@ -933,6 +951,10 @@ pub struct Config {
     pub rate_limit_max_requests: u64,
     /// Shadow mode.
     pub rate_limit_shadow: bool,
+    /// Longest wait for a shared decision from Redis.
+    pub rate_limit_redis_timeout: Duration,
+    /// What a decision is when Redis cannot answer in time.
+    pub rate_limit_failure_mode: watchpost_ratelimit::FailureMode,
     /// Incidents, notifications and the status page.
     pub incident: IncidentSettings,
     /// Log format.
@@ -971,6 +993,8 @@ impl fmt::Debug for Config {
             .field("rate_limit_window", &self.rate_limit_window)
             .field("rate_limit_max_requests", &self.rate_limit_max_requests)
             .field("rate_limit_shadow", &self.rate_limit_shadow)
+            .field("rate_limit_redis_timeout", &self.rate_limit_redis_timeout)
+            .field("rate_limit_failure_mode", &self.rate_limit_failure_mode)
             .field("incident", &self.incident)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
@@ -1339,6 +1363,28 @@ impl Config {
                 "expected at least 1 request (disable limiting with WATCHPOST_RATE_LIMIT_ENABLED=false)",
             ));
         }
+        let rate_limit_redis_timeout_ms = parse_u64(
+            raw,
+            "WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS",
+            20,
+            "a number of milliseconds",
+        )?;
+        if !(1..=10_000).contains(&rate_limit_redis_timeout_ms) {
+            return Err(invalid(
+                raw.get("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS")
+                    .expect("set when out of range"),
+                false,
+                "expected a timeout from 1 to 10000 milliseconds",
+            ));
+        }
+        let rate_limit_failure_mode = match raw.get("WATCHPOST_RATE_LIMIT_FAILURE_MODE") {
+            None => watchpost_ratelimit::FailureMode::FailOpen,
+            Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
+                "open" => watchpost_ratelimit::FailureMode::FailOpen,
+                "closed" => watchpost_ratelimit::FailureMode::FailClosed,
+                _ => return Err(invalid(v, false, "expected open or closed")),
+            },
+        };
         let log_format = match raw.get("WATCHPOST_LOG_FORMAT") {
             None => LogFormat::Json,
             Some(v) => match v.0.trim().to_ascii_lowercase().as_str() {
@@ -1377,6 +1423,8 @@ impl Config {
             rate_limit_window: Duration::from_millis(rate_limit_window_ms),
             rate_limit_max_requests,
             rate_limit_shadow: parse_bool(raw, "WATCHPOST_RATE_LIMIT_SHADOW", false)?,
+            rate_limit_redis_timeout: Duration::from_millis(rate_limit_redis_timeout_ms),
+            rate_limit_failure_mode,
             incident: incident_settings(raw)?,
             log_format,
             log_filter,
@@ -1423,6 +1471,40 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.body_limit_bytes, 1 << 20);
         assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn redis_timeout_and_failure_mode() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.rate_limit_redis_timeout, Duration::from_millis(20));
+        assert_eq!(
+            c.rate_limit_failure_mode,
+            watchpost_ratelimit::FailureMode::FailOpen
+        );
+        let c = load(&[
+            ("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "250"),
+            ("WATCHPOST_RATE_LIMIT_FAILURE_MODE", "Closed"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit_redis_timeout, Duration::from_millis(250));
+        assert_eq!(
+            c.rate_limit_failure_mode,
+            watchpost_ratelimit::FailureMode::FailClosed
+        );
+        let e = load(&[("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"invalid WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS="0": expected a timeout from 1 to 10000 milliseconds"#
+        );
+        let e = load(&[("WATCHPOST_RATE_LIMIT_FAILURE_MODE", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"invalid WATCHPOST_RATE_LIMIT_FAILURE_MODE="maybe": expected open or closed"#
+        );
     }
 
     #[test]

@@ -48,7 +48,10 @@ pub fn limiter(config: &Config, auditor: &Auditor) -> Result<RateLimiter, RateLi
             }
         });
     if let Some(url) = &config.redis_url {
-        builder = builder.redis(RedisConfig::new(url.clone()));
+        let mut redis = RedisConfig::new(url.clone());
+        redis.timeout = config.rate_limit_redis_timeout;
+        redis.failure_mode = config.rate_limit_failure_mode;
+        builder = builder.redis(redis);
     }
     builder.build()
 }

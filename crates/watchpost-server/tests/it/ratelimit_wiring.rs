@@ -106,3 +106,63 @@ fn the_sixth_request_is_refused_with_the_right_headers() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Starts the server with rate limits shared through a Redis that is not there (a free port),
+/// with `mode` as `WATCHPOST_RATE_LIMIT_FAILURE_MODE` when given.
+fn with_dead_redis(mode: Option<&str>) -> (std::process::Child, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let dead = free_addr();
+    let mut cmd = watchpost();
+    cmd.env("WATCHPOST_LISTEN", addr.to_string())
+        .env("WATCHPOST_DATA_DIR", dir.path())
+        .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
+        .env("WATCHPOST_REDIS_URL", format!("redis://{dead}/0"))
+        .env("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(mode) = mode {
+        cmd.env("WATCHPOST_RATE_LIMIT_FAILURE_MODE", mode);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr, dir)
+}
+
+#[test]
+fn the_configured_failure_mode_decides_when_redis_is_gone() {
+    // Default: fail-open. Every request passes, each counted as a degraded decision.
+    let (mut child, addr, _dir) = with_dead_redis(None);
+    for n in 0..3 {
+        let r = get(addr, "/openapi.json", None);
+        assert_eq!(r.status, 200, "request {n}: {}", r.body);
+    }
+    let metrics = get(addr, "/metrics", None).body;
+    assert!(
+        metrics.contains(
+            r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_open"} 3"#
+        ),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Fail-closed: refused with a problem body.
+    let (mut child, addr, _dir) = with_dead_redis(Some("closed"));
+    let r = get(addr, "/openapi.json", None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let metrics = get(addr, "/metrics", None).body;
+    assert!(
+        metrics.contains(
+            r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_closed"} 1"#
+        ),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
