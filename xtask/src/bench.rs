@@ -34,6 +34,13 @@ const CRITERION: &[(&str, &str, &[&str])] = &[
 /// Benchmarks that are watchpost's own although their name does not say so.
 const OURS_BY_ID: &[&str] = &["audit_ingest_postgres/writer_group_commit_copy_durable"];
 
+/// Watchpost benchmarks compared with named ones only, not with their whole group: each of the
+/// server's stacks against the peer stack with the same logging (and the bare handler).
+const COMPARED_WITH: &[(&str, &[&str])] = &[
+    ("stack/watchpost", &["stack/peer", "stack/bare"]),
+    ("stack/watchpost_nolog", &["stack/peer_nolog", "stack/bare"]),
+];
+
 /// The measurements of `examples/bench_stacks/`, in the order they are made: id, `--stack`,
 /// the path wrk loads, label. `GET /hello` is a read the server's default audit policy does not
 /// record, so there the full stack's figure is its layers' own cost; the last row loads
@@ -239,6 +246,18 @@ impl BenchResult {
 
     fn is_ours(&self) -> bool {
         self.last_segment().contains("watchpost") || OURS_BY_ID.contains(&self.full_id.as_str())
+    }
+
+    /// Whether `other` is one of the benchmarks this (watchpost) one is compared with: those
+    /// [`COMPARED_WITH`] names for it, else the others in its bucket.
+    fn compares_with(&self, other: &Self) -> bool {
+        if other.is_ours() {
+            return false;
+        }
+        match COMPARED_WITH.iter().find(|(id, _)| *id == self.full_id) {
+            Some((_, with)) => with.contains(&other.full_id.as_str()),
+            None => other.bucket() == self.bucket(),
+        }
     }
 }
 
@@ -1079,7 +1098,7 @@ impl Report {
 
     fn criterion_section(&self, s: &mut String) {
         s.push_str("### Every criterion benchmark\n\n");
-        s.push_str("Each crate's benchmarks measure watchpost and its peers in the same run, with PostgreSQL and Redis provisioned as for `cargo xtask ci`. The median is criterion's median time per iteration; throughput is per second at that median when the benchmark declares one. For a watchpost benchmark, the last column compares it with the others in its group (same group and same prefix): their time per element divided by its own, so above 1 means watchpost is faster.\n\n");
+        s.push_str("Each crate's benchmarks measure watchpost and its peers in the same run, with PostgreSQL and Redis provisioned as for `cargo xtask ci`. The median is criterion's median time per iteration; throughput is per second at that median when the benchmark declares one. For a watchpost benchmark, the last column compares it with the others in its group (same group and same prefix; `stack/watchpost` only with `stack/peer` and `stack/bare`, `stack/watchpost_nolog` only with `stack/peer_nolog` and `stack/bare`): their time per element divided by its own, so above 1 means watchpost is faster.\n\n");
         for c in &self.criterion {
             s.push_str(&format!("#### {}\n\n`{}`\n\n", c.package, c.command));
             s.push_str("| benchmark | median | throughput | watchpost vs the others in its group |\n| --- | --- | --- | --- |\n");
@@ -1090,7 +1109,7 @@ impl Report {
                 let versus = if r.is_ours() {
                     c.results
                         .iter()
-                        .filter(|o| !o.is_ours() && o.bucket() == r.bucket())
+                        .filter(|o| r.compares_with(o))
                         .map(|o| format!("{:.2}x {}", o.unit_ns() / r.unit_ns(), o.last_segment()))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -1270,6 +1289,44 @@ Transfer/sec:     12.00MB
             "memory/watchpost: 50 B per key by RSS delta",
             &ids
         ));
+    }
+
+    #[test]
+    fn each_stack_is_compared_with_the_peer_with_the_same_logging() {
+        let result = |full_id: &str| {
+            let (group, function) = full_id.split_once('/').unwrap();
+            BenchResult {
+                group: group.to_owned(),
+                function: function.to_owned(),
+                full_id: full_id.to_owned(),
+                median_ns: 1.0,
+                throughput: None,
+            }
+        };
+        let all = [
+            "stack/bare",
+            "stack/peer",
+            "stack/peer_nolog",
+            "stack/watchpost",
+            "stack/watchpost_nolog",
+            "decision/1t/governor",
+            "decision/1t/watchpost_no_clock",
+            "decision/2t/governor",
+        ]
+        .map(result);
+        let with = |id: &str| {
+            let r = all.iter().find(|r| r.full_id == id).unwrap();
+            all.iter()
+                .filter(|o| r.compares_with(o))
+                .map(|o| o.full_id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with("stack/watchpost"), ["stack/bare", "stack/peer"]);
+        assert_eq!(
+            with("stack/watchpost_nolog"),
+            ["stack/bare", "stack/peer_nolog"]
+        );
+        assert_eq!(with("decision/1t/watchpost_no_clock"), ["decision/1t/governor"]);
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! controls every window edge. [`MonotonicClock::manual`] is moved by hand.
 //! [`MonotonicClock::ticking`] (the limiter's default) reads a millisecond counter that
 //! one background thread per process refreshes from the monotonic clock every
-//! millisecond: a decision then costs one atomic load instead of a clock read (tens of
-//! nanoseconds on virtual machines). It never goes backwards and lags real time by at
-//! most one tick plus the thread's scheduling delay.
+//! millisecond while the clock is in use: a decision then costs two atomic loads instead
+//! of a clock read (tens of nanoseconds on virtual machines). When nobody has read the
+//! clock for [`IDLE_AFTER`] the thread parks, so an idle server is not woken a thousand
+//! times a second; the next read takes the time from the monotonic clock itself and
+//! wakes the thread. The counter never goes backwards and lags real time by at most one
+//! tick plus the thread's scheduling delay.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,35 +37,104 @@ enum Source {
 #[derive(Debug)]
 struct Ticker {
     origin: Instant,
+    /// Milliseconds since `origin`, only ever raised (`fetch_max`).
     now_ms: AtomicU64,
-    running: AtomicBool,
+    /// Whether the thread is parked (or was never started): readers read the clock themselves.
+    parked: AtomicBool,
+    /// Set by a reader, cleared by the thread every [`IDLE_AFTER`]: whether the clock was read.
+    read: AtomicBool,
+    /// The refreshing thread, for readers to wake it.
+    thread: OnceLock<std::thread::Thread>,
 }
 
 const TICK: Duration = Duration::from_millis(1);
 
-fn ticker() -> &'static Ticker {
-    static TICKER: OnceLock<&'static Ticker> = OnceLock::new();
-    TICKER.get_or_init(|| {
+/// How long the clock goes unread before its thread parks.
+pub const IDLE_AFTER: Duration = Duration::from_millis(100);
+
+impl Ticker {
+    /// A ticker with its refreshing thread (if one can be spawned).
+    fn start() -> &'static Self {
         let t: &'static Ticker = Box::leak(Box::new(Ticker {
             origin: Instant::now(),
             now_ms: AtomicU64::new(0),
-            running: AtomicBool::new(true),
+            parked: AtomicBool::new(true),
+            read: AtomicBool::new(true),
+            thread: OnceLock::new(),
         }));
         let spawned = std::thread::Builder::new()
             .name("watchpost-ratelimit-clock".to_owned())
-            .spawn(move || {
-                loop {
-                    t.now_ms
-                        .store(duration_ms(t.origin.elapsed()), Ordering::Relaxed);
-                    std::thread::sleep(TICK);
-                }
-            });
-        if spawned.is_err() {
-            // No thread: read the clock on every call instead.
-            t.running.store(false, Ordering::Relaxed);
+            .spawn(move || t.run());
+        if let Ok(handle) = spawned {
+            let _ = t.thread.set(handle.thread().clone());
+            // Until now readers read the clock themselves; from here on the thread refreshes it.
+            t.parked.store(false, Ordering::SeqCst);
         }
         t
-    })
+    }
+
+    /// The refreshing thread: a tick every millisecond while the clock is read, parked otherwise.
+    fn run(&self) {
+        let ticks_per_check = (IDLE_AFTER.as_millis() / TICK.as_millis()).max(1);
+        let mut ticks = 0;
+        loop {
+            self.now_ms.fetch_max(self.elapsed_ms(), Ordering::Relaxed);
+            std::thread::sleep(TICK);
+            ticks += 1;
+            if ticks < ticks_per_check {
+                continue;
+            }
+            ticks = 0;
+            if self.read.swap(false, Ordering::SeqCst) {
+                continue;
+            }
+            // Unread for a whole period. A reader that still saw `parked == false` reads a
+            // counter at most a tick old; the next one sees `true`, reads the clock itself and
+            // clears the flag before unparking this thread (so a wake-up is never missed:
+            // `unpark` before `park` makes `park` return at once).
+            self.parked.store(true, Ordering::SeqCst);
+            while self.parked.load(Ordering::SeqCst) {
+                std::thread::park();
+            }
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        duration_ms(self.origin.elapsed())
+    }
+
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        if self.parked.load(Ordering::Relaxed) {
+            return self.wake();
+        }
+        if !self.read.load(Ordering::Relaxed) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        self.now_ms.load(Ordering::Relaxed)
+    }
+
+    /// The slow path: the time from the monotonic clock, published, and the thread woken.
+    #[cold]
+    fn wake(&self) -> u64 {
+        let now = self.elapsed_ms();
+        let before = self.now_ms.fetch_max(now, Ordering::Relaxed);
+        self.read.store(true, Ordering::Relaxed);
+        if self.parked.swap(false, Ordering::SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        } else if self.thread.get().is_none() {
+            // No thread could be started: every read stays on this path.
+            self.parked.store(true, Ordering::Relaxed);
+        }
+        now.max(before)
+    }
+}
+
+fn ticker() -> &'static Ticker {
+    static TICKER: OnceLock<&'static Ticker> = OnceLock::new();
+    TICKER.get_or_init(Ticker::start)
 }
 
 impl Default for MonotonicClock {
@@ -108,13 +180,7 @@ impl MonotonicClock {
             Source::System(origin) => duration_ms(origin.elapsed()),
             Source::Tokio(origin) => duration_ms(origin.elapsed()),
             Source::Manual(ms) => ms.load(Ordering::Relaxed),
-            Source::Ticking(t) => {
-                if t.running.load(Ordering::Relaxed) {
-                    t.now_ms.load(Ordering::Relaxed)
-                } else {
-                    duration_ms(t.origin.elapsed())
-                }
-            }
+            Source::Ticking(t) => t.now_ms(),
         }
     }
 
@@ -161,6 +227,40 @@ mod tests {
         let b = c.now_ms();
         assert!(b > a, "{a} -> {b}");
         assert!(b - a < 2_000);
+    }
+
+    #[test]
+    fn ticking_clock_parks_when_unread_and_wakes_on_the_next_read() {
+        // Its own ticker, so other tests reading the process-wide one cannot keep it awake.
+        let t = Ticker::start();
+        let first = t.now_ms();
+        std::thread::sleep(IDLE_AFTER * 3);
+        assert!(
+            t.parked.load(Ordering::SeqCst),
+            "the thread parks after {IDLE_AFTER:?} without a read"
+        );
+        let frozen = t.now_ms.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            t.now_ms.load(Ordering::SeqCst),
+            frozen,
+            "a parked thread does not tick"
+        );
+        // The read that finds it parked takes the time from the monotonic clock.
+        let woken = t.now_ms();
+        assert!(woken >= first + 300, "{first} -> {woken}");
+        assert!(woken + 5 >= t.elapsed_ms());
+        assert!(!t.parked.load(Ordering::SeqCst), "the read woke the thread");
+        // Awake again: the counter follows time while it is read.
+        let mut last = woken;
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = t.now_ms();
+            assert!(now >= last, "never backwards: {last} -> {now}");
+            last = now;
+        }
+        assert!(last >= woken + 50, "{woken} -> {last}");
+        assert!(!t.parked.load(Ordering::SeqCst));
     }
 
     #[tokio::test(start_paused = true)]
