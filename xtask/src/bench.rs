@@ -1326,7 +1326,10 @@ Transfer/sec:     12.00MB
             with("stack/watchpost_nolog"),
             ["stack/bare", "stack/peer_nolog"]
         );
-        assert_eq!(with("decision/1t/watchpost_no_clock"), ["decision/1t/governor"]);
+        assert_eq!(
+            with("decision/1t/watchpost_no_clock"),
+            ["decision/1t/governor"]
+        );
     }
 
     #[test]
