@@ -2,7 +2,7 @@
 //! actor, other services post events, tenants see only their own, the trail verifies, and in
 //! `fail_closed` mode every acknowledged event survives a SIGKILL of the server.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use watchpost_server::keys::generate;
 use watchpost_test_support::free_addr;
 
 use crate::support::{
-    ROOT_KEY, app_state, call, get, over_socket, post_json, sqlite_config, watchpost,
+    ROOT_KEY, app_state, call, get, over_socket, post_json, sqlite_config, wait_listening,
+    watchpost,
 };
 
 #[tokio::test]
@@ -115,16 +116,12 @@ fn start(env: &[(&str, String)]) -> (Child, SocketAddr) {
     for (k, v) in env {
         c.env(k, v);
     }
-    let child = c
+    let mut child = c
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(&mut child, addr, Duration::from_secs(20));
     (child, addr)
 }
 

@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, over_socket, watchpost};
+use crate::support::{ROOT_KEY, over_socket, wait_listening, watchpost};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = watchpost();
@@ -186,16 +186,12 @@ impl Server {
         for (k, v) in env {
             c.env(k, v);
         }
-        let child = c
+        let mut child = c
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&mut child, addr, Duration::from_secs(20));
         Self { child, addr }
     }
 

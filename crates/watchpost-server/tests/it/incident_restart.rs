@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, over_socket, watchpost};
+use crate::support::{ROOT_KEY, over_socket, wait_listening, watchpost};
 
 const AM_TOKEN: &str = "alertmanager-token-0123456789";
 const LEASE_MS: u64 = 1500;
@@ -172,7 +172,7 @@ impl Server {
         let addr = free_addr();
         let hook_url = format!("http://{hook}/hook");
         let lease = LEASE_MS.to_string();
-        let child = watchpost()
+        let mut child = watchpost()
             .env("WATCHPOST_LISTEN", addr.to_string())
             .env("WATCHPOST_STORE", "sqlite")
             .env("WATCHPOST_DATA_DIR", data)
@@ -189,11 +189,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn watchpost");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "watchpost did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&mut child, addr, Duration::from_secs(30));
         Self { child, addr }
     }
 

@@ -2,13 +2,13 @@
 //! request from one client is refused with the IETF headers and a problem body, probes are never
 //! limited, and the denial is in the audit trail.
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, Reply, over_socket, watchpost};
+use crate::support::{ROOT_KEY, Reply, over_socket, wait_listening, watchpost};
 
 fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     let bearer = key.map(|k| format!("Bearer {k}"));
@@ -19,24 +19,57 @@ fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     over_socket(addr, "GET", path, &headers, "").expect("an HTTP answer")
 }
 
+/// The server on SQLite in a temporary data dir with the test root key and `env`; killed on drop,
+/// so a failing assertion cleans up too.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let mut cmd = watchpost();
+        cmd.env("WATCHPOST_LISTEN", addr.to_string())
+            .env("WATCHPOST_DATA_DIR", dir.path())
+            .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        wait_listening(&mut child, addr, Duration::from_secs(20));
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// Asserts that `/metrics` holds `line` exactly.
+    fn assert_metric(&self, line: &str) {
+        let metrics = get(self.addr, "/metrics", None).body;
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no line {line:?} in /metrics:\n{metrics}"
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn the_sixth_request_is_refused_with_the_right_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let mut child = watchpost()
-        .env("WATCHPOST_LISTEN", addr.to_string())
-        .env("WATCHPOST_DATA_DIR", dir.path())
-        .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
-        .env("WATCHPOST_RATE_LIMIT_MAX_REQUESTS", "5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = Server::start(&[("WATCHPOST_RATE_LIMIT_MAX_REQUESTS", "5".to_owned())]);
+    let addr = server.addr;
 
     for n in 1..=5u64 {
         let r = get(addr, "/openapi.json", None);
@@ -96,73 +129,43 @@ fn the_sixth_request_is_refused_with_the_right_headers() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = get(addr, "/metrics", None).body;
-    assert!(
-        metrics.contains(
-            r#"watchpost_ratelimit_decisions_total{policy="default",decision="denied"} 1"#
-        ),
-        "{metrics}"
+    server.assert_metric(
+        r#"watchpost_ratelimit_decisions_total{policy="default",decision="denied"} 1"#,
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Starts the server with rate limits shared through a Redis that is not there (a free port),
 /// with `mode` as `WATCHPOST_RATE_LIMIT_FAILURE_MODE` when given.
-fn with_dead_redis(mode: Option<&str>) -> (std::process::Child, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let dead = free_addr();
-    let mut cmd = watchpost();
-    cmd.env("WATCHPOST_LISTEN", addr.to_string())
-        .env("WATCHPOST_DATA_DIR", dir.path())
-        .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
-        .env("WATCHPOST_REDIS_URL", format!("redis://{dead}/0"))
-        .env("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "50")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+fn with_dead_redis(mode: Option<&str>) -> Server {
+    let mut env = vec![
+        ("WATCHPOST_REDIS_URL", format!("redis://{}/0", free_addr())),
+        ("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "50".to_owned()),
+    ];
     if let Some(mode) = mode {
-        cmd.env("WATCHPOST_RATE_LIMIT_FAILURE_MODE", mode);
+        env.push(("WATCHPOST_RATE_LIMIT_FAILURE_MODE", mode.to_owned()));
     }
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr, dir)
+    Server::start(&env)
 }
 
 #[test]
 fn the_configured_failure_mode_decides_when_redis_is_gone() {
     // Default: fail-open. Every request passes, each counted as a degraded decision.
-    let (mut child, addr, _dir) = with_dead_redis(None);
+    let server = with_dead_redis(None);
     for n in 0..3 {
-        let r = get(addr, "/openapi.json", None);
+        let r = get(server.addr, "/openapi.json", None);
         assert_eq!(r.status, 200, "request {n}: {}", r.body);
     }
-    let metrics = get(addr, "/metrics", None).body;
-    assert!(
-        metrics.contains(
-            r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_open"} 3"#
-        ),
-        "{metrics}"
+    server.assert_metric(
+        r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_open"} 3"#,
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     // Fail-closed: refused with a problem body.
-    let (mut child, addr, _dir) = with_dead_redis(Some("closed"));
-    let r = get(addr, "/openapi.json", None);
+    let server = with_dead_redis(Some("closed"));
+    let r = get(server.addr, "/openapi.json", None);
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    let metrics = get(addr, "/metrics", None).body;
-    assert!(
-        metrics.contains(
-            r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_closed"} 1"#
-        ),
-        "{metrics}"
+    server.assert_metric(
+        r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_closed"} 1"#,
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
@@ -97,6 +98,25 @@ pub(crate) fn watchpost() -> Command {
     c
 }
 
+/// Waits until `child` accepts connections on `addr`; panics if it exits first or `limit` passes.
+pub(crate) fn wait_listening(
+    child: &mut std::process::Child,
+    addr: std::net::SocketAddr,
+    limit: Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("watchpost exited ({status}) before it listened on {addr}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchpost did not listen on {addr} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A response read over a real socket.
 pub(crate) struct Reply {
     pub(crate) status: u16,
@@ -123,10 +143,8 @@ pub(crate) fn over_socket(
     body: &str,
 ) -> Option<Reply> {
     use std::io::{Read, Write};
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
