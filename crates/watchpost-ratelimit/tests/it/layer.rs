@@ -31,6 +31,11 @@ fn req(path: &str, peer: &str) -> Request<Body> {
     r
 }
 
+/// The status `app` answers `request` with.
+async fn status(app: &Router, request: Request<Body>) -> StatusCode {
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
 async fn body_json(r: axum::response::Response) -> serde_json::Value {
     let bytes = r.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
@@ -139,10 +144,7 @@ async fn several_policies_and_legacy_headers() {
     let body = body_json(r).await;
     assert_eq!(body["violatedPolicies"][0]["policy"], "burst");
     tokio::time::advance(Duration::from_millis(2_000)).await;
-    assert_eq!(
-        app.clone().oneshot(req("/", p)).await.unwrap().status(),
-        200
-    );
+    assert_eq!(status(&app, req("/", p)).await, 200);
     // The minute policy is now spent although the burst one has room.
     tokio::time::advance(Duration::from_millis(2_000)).await;
     let r = app.clone().oneshot(req("/", p)).await.unwrap();
@@ -173,14 +175,7 @@ async fn exemptions_routes_and_overrides() {
     let app = app(&l);
     let p = "192.0.2.1:9";
     for _ in 0..5 {
-        assert_eq!(
-            app.clone()
-                .oneshot(req("/health/live", p))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, req("/health/live", p)).await, 200);
         let r = app.clone().oneshot(req("/metrics", p)).await.unwrap();
         assert!(
             r.headers().get("ratelimit").is_none(),
@@ -188,32 +183,12 @@ async fn exemptions_routes_and_overrides() {
         );
     }
     // The route's own policy and counts.
-    assert_eq!(
-        app.clone().oneshot(req("/", p)).await.unwrap().status(),
-        200
-    );
-    assert_eq!(
-        app.clone().oneshot(req("/", p)).await.unwrap().status(),
-        429
-    );
+    assert_eq!(status(&app, req("/", p)).await, 200);
+    assert_eq!(status(&app, req("/", p)).await, 429);
     let r = app.clone().oneshot(req("/items/1", p)).await.unwrap();
     assert_eq!(r.headers()["ratelimit-policy"], r#""items";q=2;w=60"#);
-    assert_eq!(
-        app.clone()
-            .oneshot(req("/items/2", p))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.clone()
-            .oneshot(req("/items/3", p))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status(&app, req("/items/2", p)).await, 200);
+    assert_eq!(status(&app, req("/items/3", p)).await, 429);
 
     // Principals are keyed by API key and get their role's or tenant's policies; root is not exempt.
     let with = |path: &str, pr: Principal| {
@@ -223,23 +198,9 @@ async fn exemptions_routes_and_overrides() {
     };
     let root = Principal::new("root-key", "root", None, Role::Root);
     for _ in 0..5 {
-        assert_eq!(
-            app.clone()
-                .oneshot(with("/", root.clone()))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(&app, with("/", root.clone())).await, 200);
     }
-    assert_eq!(
-        app.clone()
-            .oneshot(with("/", root.clone()))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status(&app, with("/", root.clone())).await, 429);
     let big = Principal::new("k-big", "b", Some("big".into()), Role::Tenant);
     let r = app.clone().oneshot(with("/items/1", big)).await.unwrap();
     assert_eq!(r.headers()["ratelimit-policy"], r#""big";q=4;w=60"#);
@@ -262,65 +223,16 @@ async fn spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
             .insert("x-forwarded-for", xff.parse().unwrap());
         r
     };
-    assert_eq!(
-        app.clone()
-            .oneshot(spoof("203.0.113.50:1", "1.1.1.1"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(&app, spoof("203.0.113.50:1", "1.1.1.1")).await, 200);
     // A new spoofed address does not buy a new budget.
-    assert_eq!(
-        app.clone()
-            .oneshot(spoof("203.0.113.50:1", "2.2.2.2"))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status(&app, spoof("203.0.113.50:1", "2.2.2.2")).await, 429);
     // Through the trusted proxy, the forwarded client counts.
-    assert_eq!(
-        app.clone()
-            .oneshot(spoof("10.0.0.1:1", "198.51.100.1"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.clone()
-            .oneshot(spoof("10.0.0.1:1", "198.51.100.2"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.clone()
-            .oneshot(spoof("10.0.0.1:1", "198.51.100.1"))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status(&app, spoof("10.0.0.1:1", "198.51.100.1")).await, 200);
+    assert_eq!(status(&app, spoof("10.0.0.1:1", "198.51.100.2")).await, 200);
+    assert_eq!(status(&app, spoof("10.0.0.1:1", "198.51.100.1")).await, 429);
     // IPv6 clients in one /56 share a budget.
-    assert_eq!(
-        app.clone()
-            .oneshot(req("/", "[2001:db8:1:100::1]:1"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.clone()
-            .oneshot(req("/", "[2001:db8:1:1ff::9]:1"))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status(&app, req("/", "[2001:db8:1:100::1]:1")).await, 200);
+    assert_eq!(status(&app, req("/", "[2001:db8:1:1ff::9]:1")).await, 429);
 }
 
 #[tokio::test(start_paused = true)]
@@ -356,7 +268,7 @@ async fn shadow_mode_hook_metrics_and_custom_key() {
         r.headers_mut().insert("x-client", "acme".parse().unwrap());
         r
     };
-    assert_eq!(app.clone().oneshot(mk()).await.unwrap().status(), 200);
+    assert_eq!(status(&app, mk()).await, 200);
     let r = app.clone().oneshot(mk()).await.unwrap();
     assert_eq!(r.status(), 200, "shadow mode never refuses");
     assert_eq!(r.headers()["ratelimit"], r#""tight";r=0;t=61"#);
