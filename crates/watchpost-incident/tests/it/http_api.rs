@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -37,6 +38,11 @@ fn webhook(body: impl Into<Body>, auth: Option<&str>) -> Request<Body> {
         b = b.header("authorization", a);
     }
     b.body(body.into()).unwrap()
+}
+
+/// Sends `request` through `app`: status, content type and body as JSON.
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String, serde_json::Value) {
+    json(app.clone().oneshot(request).await.unwrap()).await
 }
 
 async fn json(response: axum::response::Response) -> (StatusCode, String, serde_json::Value) {
@@ -120,25 +126,13 @@ async fn malformed_and_oversize_bodies() {
         r#"{"version":"4","status":"firing"}"#,
         r#"{"version":"9","status":"firing","alerts":[]}"#,
     ] {
-        let (s, ct, v) = json(
-            app.clone()
-                .oneshot(webhook(bad, Some(&auth)))
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, ct, v) = send(&app, webhook(bad, Some(&auth))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(ct, "application/problem+json");
         assert_eq!(v["status"], 400);
     }
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let (s, ct, v) = json(
-        app.clone()
-            .oneshot(webhook(big.clone(), Some(&auth)))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, ct, v) = send(&app, webhook(big.clone(), Some(&auth))).await;
     assert_eq!(
         (s, ct.as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json")
@@ -269,7 +263,7 @@ async fn incident_api_lifecycle_and_mutation_hook() {
     let (app, seen) = app_with(config());
     let auth = format!("Bearer {TOKEN}");
     let p = body_of(&delivery(vec![firing("ApiDown", "critical", "api", at(0))]));
-    let (s, _, v) = json(app.clone().oneshot(webhook(p, Some(&auth))).await.unwrap()).await;
+    let (s, _, v) = send(&app, webhook(p, Some(&auth))).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["status"], "accepted");
     assert_eq!(v["notificationsQueued"], 3);
@@ -280,70 +274,37 @@ async fn incident_api_lifecycle_and_mutation_hook() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let (s, _, list) = json(
-        app.clone()
-            .oneshot(api(
-                "GET",
-                "/incidents?status=triggered&severity=critical",
-                None,
-                true,
-            ))
-            .await
-            .unwrap(),
+    let (s, _, list) = send(
+        &app,
+        api(
+            "GET",
+            "/incidents?status=triggered&severity=critical",
+            None,
+            true,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let id = list["items"][0]["id"].as_str().unwrap().to_owned();
-    let (s, _, _) = json(
-        app.clone()
-            .oneshot(api("GET", "/incidents?status=bogus", None, true))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, _) = send(&app, api("GET", "/incidents?status=bogus", None, true)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _, _) = json(
-        app.clone()
-            .oneshot(api("GET", "/incidents?cursor=%%%", None, true))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, _) = send(&app, api("GET", "/incidents?cursor=%%%", None, true)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    let (s, _, one) = json(
-        app.clone()
-            .oneshot(api("GET", &format!("/incidents/{id}"), None, true))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, one) = send(&app, api("GET", &format!("/incidents/{id}"), None, true)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(one["timeline"][0]["event"]["type"], "triggered");
     assert_eq!(one["alerts"][0]["labels"]["alertname"], "ApiDown");
-    let (s, ct, _) = json(
-        app.clone()
-            .oneshot(api("GET", "/incidents/none", None, true))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, ct, _) = send(&app, api("GET", "/incidents/none", None, true)).await;
     assert_eq!(
         (s, ct.as_str()),
         (StatusCode::NOT_FOUND, "application/problem+json")
     );
 
-    let (s, _, acked) = json(
-        app.clone()
-            .oneshot(api(
-                "POST",
-                &format!("/incidents/{id}/acknowledge"),
-                None,
-                true,
-            ))
-            .await
-            .unwrap(),
+    let (s, _, acked) = send(
+        &app,
+        api("POST", &format!("/incidents/{id}/acknowledge"), None, true),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -353,63 +314,44 @@ async fn incident_api_lifecycle_and_mutation_hook() {
         "k1"
     );
     let update = serde_json::json!({"status": "identified", "note": "upstream DNS"});
-    let (s, _, _) = json(
-        app.clone()
-            .oneshot(api(
-                "POST",
-                &format!("/incidents/{id}/updates"),
-                Some(update),
-                true,
-            ))
-            .await
-            .unwrap(),
+    let (s, _, _) = send(
+        &app,
+        api(
+            "POST",
+            &format!("/incidents/{id}/updates"),
+            Some(update),
+            true,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _, _) = json(
-        app.clone()
-            .oneshot(api(
-                "POST",
-                &format!("/incidents/{id}/updates"),
-                Some(serde_json::json!({"status": "fixed"})),
-                true,
-            ))
-            .await
-            .unwrap(),
+    let (s, _, _) = send(
+        &app,
+        api(
+            "POST",
+            &format!("/incidents/{id}/updates"),
+            Some(serde_json::json!({"status": "fixed"})),
+            true,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _, done) = json(
-        app.clone()
-            .oneshot(api("POST", &format!("/incidents/{id}/resolve"), None, true))
-            .await
-            .unwrap(),
+    let (s, _, done) = send(
+        &app,
+        api("POST", &format!("/incidents/{id}/resolve"), None, true),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(done["status"], "resolved");
-    let (s, _, _) = json(
-        app.clone()
-            .oneshot(api(
-                "POST",
-                &format!("/incidents/{id}/acknowledge"),
-                None,
-                true,
-            ))
-            .await
-            .unwrap(),
+    let (s, _, _) = send(
+        &app,
+        api("POST", &format!("/incidents/{id}/acknowledge"), None, true),
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     let new = serde_json::json!({"title": "Checkout errors", "severity": "warning", "service": "checkout"});
-    let (s, _, created) = json(
-        app.clone()
-            .oneshot(api("POST", "/incidents", Some(new.clone()), true))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, created) = send(&app, api("POST", "/incidents", Some(new.clone()), true)).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(created["source"], "manual");
     let r = app
@@ -444,13 +386,7 @@ async fn incident_api_lifecycle_and_mutation_hook() {
     );
 
     // Status endpoints are public.
-    let (s, _, summary) = json(
-        app.clone()
-            .oneshot(api("GET", "/status/summary.json", None, false))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, summary) = send(&app, api("GET", "/status/summary.json", None, false)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(summary["status"]["indicator"], "minor");
     assert_eq!(summary["components"].as_array().unwrap().len(), 2);
