@@ -120,6 +120,59 @@ pub(crate) fn page_from(mut items: Vec<Incident>, limit: usize) -> IncidentPage 
     IncidentPage { items, next_cursor }
 }
 
+/// A value bound to one placeholder of [`sql_list`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SqlValue {
+    Text(String),
+    Integer(i64),
+}
+
+/// The SQL stores' list query: `SELECT {column} FROM incidents` with the query's filters, its
+/// cursor, newest first, one row more than the page (so [`page_from`] knows whether another page
+/// follows). `placeholder(n)` spells the n-th bind parameter, from 1 (`$1` or `?1`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn sql_list(
+    column: &str,
+    query: &IncidentQuery,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {column} FROM incidents WHERE 1 = 1");
+    let mut values = Vec::new();
+    let mut filter = |clause: &str, value: SqlValue| {
+        values.push(value);
+        sql.push_str(&clause.replace('?', &placeholder(values.len())));
+    };
+    if let Some(s) = query.status {
+        filter(" AND status = ?", SqlValue::Text(s.as_str().to_owned()));
+    }
+    if let Some(s) = query.severity {
+        filter(" AND severity = ?", SqlValue::Text(s.as_str().to_owned()));
+    }
+    if let Some(s) = &query.service {
+        filter(" AND service = ?", SqlValue::Text(s.clone()));
+    }
+    if let Some(t) = query.since {
+        filter(" AND started_ms >= ?", SqlValue::Integer(ms(t)));
+    }
+    if let Some(t) = query.until {
+        filter(" AND started_ms < ?", SqlValue::Integer(ms(t)));
+    }
+    if let Some(c) = &query.cursor {
+        // A row-value comparison: both databases walk `incidents_by_start` with it.
+        filter(
+            " AND (started_ms, id) < (?",
+            SqlValue::Integer(c.started_ms),
+        );
+        filter(", ?)", SqlValue::Text(c.id.clone()));
+    }
+    sql.push_str(&format!(
+        " ORDER BY started_ms DESC, id DESC LIMIT {}",
+        query.limit + 1
+    ));
+    (sql, values)
+}
+
 pub(crate) fn matches(query: &IncidentQuery, incident: &Incident) -> bool {
     query.status.is_none_or(|s| s == incident.status)
         && query.severity.is_none_or(|s| s == incident.severity)

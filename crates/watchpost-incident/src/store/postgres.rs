@@ -340,43 +340,16 @@ impl IncidentStore for PostgresStore {
     fn list(&self, query: IncidentQuery) -> BoxFuture<'_, Result<IncidentPage, IncidentError>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let mut sql = String::from("SELECT doc::text FROM incidents WHERE TRUE");
-            let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-            let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-                args.push(v);
-                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-            };
-            if let Some(s) = query.status {
-                push(&mut sql, " AND status = ?", Box::new(s.as_str().to_owned()));
-            }
-            if let Some(s) = query.severity {
-                push(
-                    &mut sql,
-                    " AND severity = ?",
-                    Box::new(s.as_str().to_owned()),
-                );
-            }
-            if let Some(s) = &query.service {
-                push(&mut sql, " AND service = ?", Box::new(s.clone()));
-            }
-            if let Some(t) = query.since {
-                push(&mut sql, " AND started_ms >= ?", Box::new(ms(t)));
-            }
-            if let Some(t) = query.until {
-                push(&mut sql, " AND started_ms < ?", Box::new(ms(t)));
-            }
-            if let Some(c) = &query.cursor {
-                push(
-                    &mut sql,
-                    " AND (started_ms, id) < (?",
-                    Box::new(c.started_ms),
-                );
-                push(&mut sql, ", ?)", Box::new(c.id.clone()));
-            }
-            sql.push_str(&format!(
-                " ORDER BY started_ms DESC, id DESC LIMIT {}",
-                query.limit + 1
-            ));
+            let (sql, values) = super::sql_list("doc::text", &query, |n| format!("${n}"));
+            let args: Vec<Box<dyn ToSql + Sync + Send>> = values
+                .into_iter()
+                .map(|v| -> Box<dyn ToSql + Sync + Send> {
+                    match v {
+                        super::SqlValue::Text(t) => Box::new(t),
+                        super::SqlValue::Integer(i) => Box::new(i),
+                    }
+                })
+                .collect();
             let params: Vec<&(dyn ToSql + Sync)> = args
                 .iter()
                 .map(|b| b.as_ref() as &(dyn ToSql + Sync))

@@ -466,52 +466,11 @@ impl IncidentStore for SqliteStore {
     fn list(&self, query: IncidentQuery) -> BoxFuture<'_, Result<IncidentPage, IncidentError>> {
         Box::pin(self.run(move |conn| {
             use rusqlite::types::Value;
-            let mut sql_text = String::from("SELECT doc FROM incidents WHERE 1 = 1");
-            let mut args: Vec<Value> = Vec::new();
-            let mut arg = |sql_text: &mut String, clause: &str, v: Value| {
-                args.push(v);
-                sql_text.push_str(&clause.replace('?', &format!("?{}", args.len())));
-            };
-            if let Some(s) = query.status {
-                arg(
-                    &mut sql_text,
-                    " AND status = ?",
-                    Value::Text(s.as_str().into()),
-                );
-            }
-            if let Some(s) = query.severity {
-                arg(
-                    &mut sql_text,
-                    " AND severity = ?",
-                    Value::Text(s.as_str().into()),
-                );
-            }
-            if let Some(s) = &query.service {
-                arg(&mut sql_text, " AND service = ?", Value::Text(s.clone()));
-            }
-            if let Some(t) = query.since {
-                arg(&mut sql_text, " AND started_ms >= ?", Value::Integer(ms(t)));
-            }
-            if let Some(t) = query.until {
-                arg(&mut sql_text, " AND started_ms < ?", Value::Integer(ms(t)));
-            }
-            if let Some(c) = &query.cursor {
-                arg(
-                    &mut sql_text,
-                    " AND (started_ms < ?",
-                    Value::Integer(c.started_ms),
-                );
-                arg(
-                    &mut sql_text,
-                    " OR (started_ms = ?",
-                    Value::Integer(c.started_ms),
-                );
-                arg(&mut sql_text, " AND id < ?))", Value::Text(c.id.clone()));
-            }
-            sql_text.push_str(&format!(
-                " ORDER BY started_ms DESC, id DESC LIMIT {}",
-                query.limit + 1
-            ));
+            let (sql_text, values) = super::sql_list("doc", &query, |n| format!("?{n}"));
+            let args = values.into_iter().map(|v| match v {
+                super::SqlValue::Text(t) => Value::Text(t),
+                super::SqlValue::Integer(i) => Value::Integer(i),
+            });
             let mut stmt = conn.prepare(&sql_text).map_err(sql)?;
             let docs = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
