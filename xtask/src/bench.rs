@@ -1098,7 +1098,15 @@ impl Report {
 
     fn criterion_section(&self, s: &mut String) {
         s.push_str("### Every criterion benchmark\n\n");
-        s.push_str("Each crate's benchmarks measure watchpost and its peers in the same run, with PostgreSQL and Redis provisioned as for `cargo xtask ci`. The median is criterion's median time per iteration; throughput is per second at that median when the benchmark declares one. For a watchpost benchmark, the last column compares it with the others in its group (same group and same prefix; `stack/watchpost` only with `stack/peer` and `stack/bare`, `stack/watchpost_nolog` only with `stack/peer_nolog` and `stack/bare`): their time per element divided by its own, so above 1 means watchpost is faster.\n\n");
+        let named = COMPARED_WITH
+            .iter()
+            .map(|(id, with)| {
+                let with: Vec<String> = with.iter().map(|w| format!("`{w}`")).collect();
+                format!("`{id}` only with {}", with.join(" and "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        s.push_str(&format!("Each crate's benchmarks measure watchpost and its peers in the same run, with PostgreSQL and Redis provisioned as for `cargo xtask ci`. The median is criterion's median time per iteration; throughput is per second at that median when the benchmark declares one. For a watchpost benchmark, the last column compares it with the others in its group (same group and same prefix; {named}): their time per element divided by its own, so above 1 means watchpost is faster.\n\n"));
         for c in &self.criterion {
             s.push_str(&format!("#### {}\n\n`{}`\n\n", c.package, c.command));
             s.push_str("| benchmark | median | throughput | watchpost vs the others in its group |\n| --- | --- | --- | --- |\n");

@@ -2,20 +2,14 @@
 //! actor, other services post events, tenants see only their own, the trail verifies, and in
 //! `fail_closed` mode every acknowledged event survives a SIGKILL of the server.
 
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use watchpost_core::Role;
 use watchpost_server::keys::generate;
-use watchpost_test_support::free_addr;
 
 use crate::support::{
-    ROOT_KEY, app_state, call, get, over_socket, post_json, sqlite_config, wait_listening,
-    watchpost,
+    ROOT_KEY, Server, app_state, call, get, over_socket, post_json, sqlite_config, watchpost,
 };
 
 #[tokio::test]
@@ -109,22 +103,6 @@ async fn mutations_are_audited_and_tenants_see_only_their_own() {
     assert_eq!(report["ok"], true, "{report}");
 }
 
-fn start(env: &[(&str, String)]) -> (Child, SocketAddr) {
-    let addr = free_addr();
-    let mut c = watchpost();
-    c.env("WATCHPOST_LISTEN", addr.to_string());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&mut child, addr, Duration::from_secs(20));
-    (child, addr)
-}
-
 #[test]
 fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +111,8 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
         ("WATCHPOST_ROOT_API_KEY", ROOT_KEY.to_owned()),
         ("WATCHPOST_AUDIT_MODE", "fail_closed".to_owned()),
     ];
-    let (mut child, addr) = start(&env);
+    let server = Server::start(&env);
+    let addr = server.addr;
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
@@ -176,8 +155,7 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    let _ = child.wait();
+    server.sigkill();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -185,7 +163,8 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 200);
 
-    let (mut child, addr) = start(&env);
+    let server = Server::start(&env);
+    let addr = server.addr;
     let root = format!("Bearer {ROOT_KEY}");
     let missing: Vec<&String> = acknowledged
         .iter()
@@ -201,8 +180,7 @@ fn fail_closed_loses_no_acknowledged_event_when_the_server_is_killed() {
                 != Some(200)
         })
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged events lost: {:?}",

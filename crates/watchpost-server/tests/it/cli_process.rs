@@ -6,11 +6,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use watchpost_test_support::free_addr;
+use nix::sys::signal::Signal;
 
-use crate::support::{ROOT_KEY, over_socket, wait_listening, watchpost};
+use crate::support::{ROOT_KEY, Server, over_socket, watchpost};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = watchpost();
@@ -173,54 +171,6 @@ fn check_config_reports_effective_settings_without_secrets() {
     assert!(stdout.contains("ok: the sqlite store is reachable and migrated"));
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let addr = free_addr();
-        let mut c = watchpost();
-        c.env("WATCHPOST_LISTEN", addr.to_string());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        wait_listening(&mut child, addr, Duration::from_secs(20));
-        Self { child, addr }
-    }
-
-    fn sigterm(&self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("signal");
-    }
-
-    fn wait(mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The status of `GET path` with `X-API-Key: key`.
 fn status_of(addr: SocketAddr, path: &str, key: &str) -> u16 {
     over_socket(addr, "GET", path, &[("X-API-Key", key)], "")
@@ -267,14 +217,14 @@ fn keys_survive_restarts_on_the_default_sqlite_store() {
 
     let server = Server::start(&env);
     assert_eq!(status_of(server.addr, "/auth/whoami", &key), 200);
-    server.sigterm();
-    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.exit_code(Duration::from_secs(10)), Some(0));
 
     // Restarted: still known.
     let server = Server::start(&env);
     assert_eq!(status_of(server.addr, "/auth/whoami", &key), 200);
-    server.sigterm();
-    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.exit_code(Duration::from_secs(10)), Some(0));
 
     let out = run(&["keys", "revoke", &id], &env);
     assert_eq!(out.status.code(), Some(0));
@@ -304,7 +254,7 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0() {
     .unwrap();
     s.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    server.sigterm();
+    server.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
 
     let refused = TcpStream::connect_timeout(&server.addr, Duration::from_secs(2));
@@ -321,5 +271,5 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0() {
         "in-flight request completes: {response}"
     );
     assert!(response.contains("\"name\":\"in flight\""));
-    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+    assert_eq!(server.exit_code(Duration::from_secs(10)), Some(0));
 }

@@ -2,17 +2,15 @@
 //! follows start-up, root-only details, and SIGTERM failing readiness before the drain.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::json;
-use watchpost_test_support::{TestDatabase, free_addr};
+use watchpost_test_support::TestDatabase;
 
 use crate::support::{
-    ROOT_KEY, app_state, call, get, memory_config, over_socket, postgres_config, sqlite_config,
-    watchpost,
+    ROOT_KEY, Server, app_state, call, get, memory_config, over_socket, postgres_config,
+    sqlite_config,
 };
 
 #[tokio::test]
@@ -111,21 +109,17 @@ fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
 #[test]
 fn sigterm_fails_readiness_before_the_drain_while_liveness_stays_up() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let mut child = watchpost()
-        .env("WATCHPOST_LISTEN", addr.to_string())
-        .env("WATCHPOST_DATA_DIR", dir.path())
-        .env("WATCHPOST_SHUTDOWN_DELAY_MS", "1500")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server::start(&[
+        ("WATCHPOST_DATA_DIR", dir.path().display().to_string()),
+        ("WATCHPOST_SHUTDOWN_DELAY_MS", "1500".to_owned()),
+    ]);
+    let addr = server.addr;
     let deadline = Instant::now() + Duration::from_secs(20);
     while status_of(addr, "/health/ready") != Some(200) {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    server.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         status_of(addr, "/health/ready"),
@@ -139,15 +133,7 @@ fn sigterm_fails_readiness_before_the_drain_while_liveness_stays_up() {
     );
     assert_eq!(status_of(addr, "/ready"), Some(503));
     // After the delay the listener closes and the process exits cleanly.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(server.exit_code(Duration::from_secs(15)), Some(0));
     assert_eq!(
         status_of(addr, "/health/live"),
         None,

@@ -10,16 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, over_socket, wait_listening, watchpost};
+use crate::support::{ROOT_KEY, Server, over_socket, watchpost};
 
 const AM_TOKEN: &str = "alertmanager-token-0123456789";
 const LEASE_MS: u64 = 1500;
@@ -161,75 +159,51 @@ fn serve(stream: TcpStream, log: &(Mutex<Log>, Condvar)) {
     }
 }
 
-/// The server as a child process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// The server on SQLite in `data`, notifying the receiver at `hook`.
+fn start(data: &str, hook: SocketAddr) -> Server {
+    Server::start(&[
+        ("WATCHPOST_STORE", "sqlite".to_owned()),
+        ("WATCHPOST_DATA_DIR", data.to_owned()),
+        ("WATCHPOST_ROOT_API_KEY", ROOT_KEY.to_owned()),
+        ("WATCHPOST_ALERTMANAGER_TOKEN", AM_TOKEN.to_owned()),
+        (
+            "WATCHPOST_NOTIFY_WEBHOOK_URL",
+            format!("http://{hook}/hook"),
+        ),
+        (
+            "WATCHPOST_NOTIFY_WEBHOOK_SECRET",
+            "webhook-secret-0123456789".to_owned(),
+        ),
+        ("WATCHPOST_INCIDENT_OUTBOX_LEASE_MS", LEASE_MS.to_string()),
+        ("WATCHPOST_INCIDENT_OUTBOX_POLL_MS", "100".to_owned()),
+    ])
 }
 
-impl Server {
-    fn start(data: &str, hook: SocketAddr) -> Self {
-        let addr = free_addr();
-        let hook_url = format!("http://{hook}/hook");
-        let lease = LEASE_MS.to_string();
-        let mut child = watchpost()
-            .env("WATCHPOST_LISTEN", addr.to_string())
-            .env("WATCHPOST_STORE", "sqlite")
-            .env("WATCHPOST_DATA_DIR", data)
-            .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
-            .env("WATCHPOST_ALERTMANAGER_TOKEN", AM_TOKEN)
-            .env("WATCHPOST_NOTIFY_WEBHOOK_URL", &hook_url)
-            .env(
-                "WATCHPOST_NOTIFY_WEBHOOK_SECRET",
-                "webhook-secret-0123456789",
-            )
-            .env("WATCHPOST_INCIDENT_OUTBOX_LEASE_MS", &lease)
-            .env("WATCHPOST_INCIDENT_OUTBOX_POLL_MS", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watchpost");
-        wait_listening(&mut child, addr, Duration::from_secs(30));
-        Self { child, addr }
-    }
-
-    fn sigkill(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).expect("signal");
-        let status = self.child.wait().expect("wait");
-        assert!(!status.success(), "killed, not exited: {status:?}");
-    }
-
-    fn api(&self, path: &str) -> Value {
-        let reply =
-            over_socket(self.addr, "GET", path, &[("X-API-Key", ROOT_KEY)], "").expect("answer");
-        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-        serde_json::from_str(&reply.body).expect("JSON")
-    }
-
-    fn deliver(&self, payload: &Value) {
-        let auth = format!("Bearer {AM_TOKEN}");
-        let reply = over_socket(
-            self.addr,
-            "POST",
-            "/webhooks/alertmanager",
-            &[("Authorization", &auth)],
-            &payload.to_string(),
-        )
-        .expect("answer");
-        assert!(
-            (200..300).contains(&reply.status),
-            "{}: {}",
-            reply.status,
-            reply.body
-        );
-    }
+/// `GET path` with the root key: the JSON body of a 200.
+fn api(server: &Server, path: &str) -> Value {
+    let reply =
+        over_socket(server.addr, "GET", path, &[("X-API-Key", ROOT_KEY)], "").expect("answer");
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    serde_json::from_str(&reply.body).expect("JSON")
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Posts `payload` to the Alertmanager webhook; asserts it was accepted.
+fn deliver(server: &Server, payload: &Value) {
+    let auth = format!("Bearer {AM_TOKEN}");
+    let reply = over_socket(
+        server.addr,
+        "POST",
+        "/webhooks/alertmanager",
+        &[("Authorization", &auth)],
+        &payload.to_string(),
+    )
+    .expect("answer");
+    assert!(
+        (200..300).contains(&reply.status),
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
 }
 
 /// A version 4 payload with one critical alert on `instance`.
@@ -275,13 +249,13 @@ fn sigkill_mid_outbox_then_every_notification_is_delivered_exactly_once() {
     let expected = INCIDENTS + RESOLVED;
 
     // First run: six incidents open, three resolve; nine notifications enter the outbox.
-    let server = Server::start(data, receiver.addr);
+    let server = start(data, receiver.addr);
     let instances: Vec<String> = (0..INCIDENTS).map(|i| format!("node-{i}")).collect();
     for instance in &instances {
-        server.deliver(&payload(instance, "firing"));
+        deliver(&server, &payload(instance, "firing"));
     }
     for instance in &instances[..RESOLVED] {
-        server.deliver(&payload(instance, "resolved"));
+        deliver(&server, &payload(instance, "resolved"));
     }
     // Three answered, the fourth held in flight: kill the process now.
     receiver.wait_for(
@@ -304,7 +278,7 @@ fn sigkill_mid_outbox_then_every_notification_is_delivered_exactly_once() {
 
     // Second run on the same data directory, with a receiver that now answers everything.
     receiver.answer_all();
-    let server = Server::start(data, receiver.addr);
+    let server = start(data, receiver.addr);
     receiver.wait_for(
         Duration::from_secs(60),
         "every notification acknowledged after the restart",
@@ -355,12 +329,12 @@ fn sigkill_mid_outbox_then_every_notification_is_delivered_exactly_once() {
     assert!(answered.contains_key(cut[0].key.as_str()));
 
     // The server agrees: six incidents, each notified on the webhook once per notification.
-    let page = server.api("/incidents?limit=100");
+    let page = api(&server, "/incidents?limit=100");
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), INCIDENTS, "{page}");
     for item in items {
         let id = item["id"].as_str().expect("id");
-        let incident = server.api(&format!("/incidents/{id}"));
+        let incident = api(&server, &format!("/incidents/{id}"));
         let notified = incident["timeline"]
             .as_array()
             .expect("timeline")

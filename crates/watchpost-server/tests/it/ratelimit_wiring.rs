@@ -3,12 +3,11 @@
 //! limited, and the denial is in the audit trail.
 
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use watchpost_test_support::free_addr;
 
-use crate::support::{ROOT_KEY, Reply, over_socket, wait_listening, watchpost};
+use crate::support::{ROOT_KEY, Reply, Server, over_socket};
 
 fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     let bearer = key.map(|k| format!("Bearer {k}"));
@@ -19,56 +18,30 @@ fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Reply {
     over_socket(addr, "GET", path, &headers, "").expect("an HTTP answer")
 }
 
-/// The server on SQLite in a temporary data dir with the test root key and `env`; killed on drop,
-/// so a failing assertion cleans up too.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+/// The server on SQLite in a temporary data dir (dropped after the server) with the test root
+/// key and `env`.
+fn start(env: &[(&str, String)]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![
+        ("WATCHPOST_DATA_DIR", dir.path().display().to_string()),
+        ("WATCHPOST_ROOT_API_KEY", ROOT_KEY.to_owned()),
+    ];
+    all.extend(env.iter().cloned());
+    (Server::start(&all), dir)
 }
 
-impl Server {
-    fn start(env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = free_addr();
-        let mut cmd = watchpost();
-        cmd.env("WATCHPOST_LISTEN", addr.to_string())
-            .env("WATCHPOST_DATA_DIR", dir.path())
-            .env("WATCHPOST_ROOT_API_KEY", ROOT_KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        wait_listening(&mut child, addr, Duration::from_secs(20));
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// Asserts that `/metrics` holds `line` exactly.
-    fn assert_metric(&self, line: &str) {
-        let metrics = get(self.addr, "/metrics", None).body;
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no line {line:?} in /metrics:\n{metrics}"
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Asserts that `/metrics` holds `line` exactly.
+fn assert_metric(server: &Server, line: &str) {
+    let metrics = get(server.addr, "/metrics", None).body;
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no line {line:?} in /metrics:\n{metrics}"
+    );
 }
 
 #[test]
 fn the_sixth_request_is_refused_with_the_right_headers() {
-    let server = Server::start(&[("WATCHPOST_RATE_LIMIT_MAX_REQUESTS", "5".to_owned())]);
+    let (server, _dir) = start(&[("WATCHPOST_RATE_LIMIT_MAX_REQUESTS", "5".to_owned())]);
     let addr = server.addr;
 
     for n in 1..=5u64 {
@@ -129,14 +102,15 @@ fn the_sixth_request_is_refused_with_the_right_headers() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    server.assert_metric(
+    assert_metric(
+        &server,
         r#"watchpost_ratelimit_decisions_total{policy="default",decision="denied"} 1"#,
     );
 }
 
 /// Starts the server with rate limits shared through a Redis that is not there (a free port),
 /// with `mode` as `WATCHPOST_RATE_LIMIT_FAILURE_MODE` when given.
-fn with_dead_redis(mode: Option<&str>) -> Server {
+fn with_dead_redis(mode: Option<&str>) -> (Server, tempfile::TempDir) {
     let mut env = vec![
         ("WATCHPOST_REDIS_URL", format!("redis://{}/0", free_addr())),
         ("WATCHPOST_RATE_LIMIT_REDIS_TIMEOUT_MS", "50".to_owned()),
@@ -144,28 +118,30 @@ fn with_dead_redis(mode: Option<&str>) -> Server {
     if let Some(mode) = mode {
         env.push(("WATCHPOST_RATE_LIMIT_FAILURE_MODE", mode.to_owned()));
     }
-    Server::start(&env)
+    start(&env)
 }
 
 #[test]
 fn the_configured_failure_mode_decides_when_redis_is_gone() {
     // Default: fail-open. Every request passes, each counted as a degraded decision.
-    let server = with_dead_redis(None);
+    let (server, dir) = with_dead_redis(None);
     for n in 0..3 {
         let r = get(server.addr, "/openapi.json", None);
         assert_eq!(r.status, 200, "request {n}: {}", r.body);
     }
-    server.assert_metric(
+    assert_metric(
+        &server,
         r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_open"} 3"#,
     );
-    drop(server);
+    drop((server, dir));
 
     // Fail-closed: refused with a problem body.
-    let server = with_dead_redis(Some("closed"));
+    let (server, _dir) = with_dead_redis(Some("closed"));
     let r = get(server.addr, "/openapi.json", None);
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    server.assert_metric(
+    assert_metric(
+        &server,
         r#"watchpost_ratelimit_decisions_total{policy="default",decision="fail_closed"} 1"#,
     );
 }

@@ -98,22 +98,75 @@ pub(crate) fn watchpost() -> Command {
     c
 }
 
-/// Waits until `child` accepts connections on `addr`; panics if it exits first or `limit` passes.
-pub(crate) fn wait_listening(
-    child: &mut std::process::Child,
-    addr: std::net::SocketAddr,
-    limit: Duration,
-) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::net::TcpStream::connect(addr).is_err() {
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("watchpost exited ({status}) before it listened on {addr}");
+/// The built binary as a running server: `WATCHPOST_LISTEN` on a free port plus `env`, output
+/// discarded. Killed and reaped when dropped, so a failing assertion cleans up too.
+pub(crate) struct Server {
+    child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
+}
+
+impl Server {
+    /// Starts the server and waits until it accepts connections; panics if it exits first or
+    /// does not listen within 30 s.
+    pub(crate) fn start<V: AsRef<std::ffi::OsStr>>(env: &[(&str, V)]) -> Self {
+        let addr = watchpost_test_support::free_addr();
+        let mut command = watchpost();
+        command
+            .env("WATCHPOST_LISTEN", addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "watchpost did not listen on {addr} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        let mut child = command.spawn().expect("spawn watchpost");
+        let limit = Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + limit;
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("watchpost exited ({status}) before it listened on {addr}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watchpost did not listen on {addr} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, addr }
+    }
+
+    /// Sends `signal` to the server.
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub(crate) fn sigkill(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let status = self.child.wait().expect("wait");
+        assert!(!status.success(), "killed, not exited: {status:?}");
+    }
+
+    /// The exit code once the server exits; panics (and kills it) if that takes over `limit`.
+    pub(crate) fn exit_code(mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watchpost did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
