@@ -21,11 +21,17 @@ pub struct TraceId(pub [u8; 16]);
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SpanId(pub [u8; 8]);
 
+/// Lowercase hex of up to 16 bytes, written with one `write_str` (ids are formatted on every
+/// logged request).
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let n = bytes.len().min(16);
+    for (i, b) in bytes.iter().take(n).enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    Ok(())
+    f.write_str(std::str::from_utf8(&buf[..2 * n]).map_err(|_| fmt::Error)?)
 }
 
 fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
