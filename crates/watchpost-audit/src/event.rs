@@ -209,9 +209,9 @@ pub struct Actor {
 impl From<&Principal> for Actor {
     fn from(p: &Principal) -> Self {
         Self {
-            api_key_id: Some(p.key_id.clone()),
-            key_name: Some(p.key_name.clone()),
-            tenant_id: p.tenant_id.clone(),
+            api_key_id: Some(p.key_id.to_string()),
+            key_name: Some(p.key_name.to_string()),
+            tenant_id: p.tenant_id.as_deref().map(str::to_owned),
             role: Some(p.role),
         }
     }
@@ -539,7 +539,7 @@ impl NewEvent {
         self.trace_id = ctx.trace_id.map(|t| t.to_string());
         self.source_ip = ctx.client_ip.map(|ip| ip.to_string());
         if self.route.is_none() {
-            self.route.clone_from(&ctx.route);
+            self.route = ctx.route.as_deref().map(str::to_owned);
         }
         if let Some(p) = &ctx.principal {
             self.actor = Actor::from(p);

@@ -328,7 +328,7 @@ fn parse_query(
         },
     };
     if principal.role == Role::Tenant {
-        let Some(own) = principal.tenant_id.clone() else {
+        let Some(own) = principal.tenant_id.as_deref().map(str::to_owned) else {
             return Err(Box::new(
                 Problem::new(http::StatusCode::FORBIDDEN)
                     .with_type(watchpost_core::problem::type_uri("forbidden"))
@@ -416,7 +416,8 @@ async fn get_event(State(s): State<ApiState>, Path(id): Path<String>, req: Reque
     match s.auditor.store().get(id).await {
         Ok(Some(e))
             if principal.role == Role::Root
-                || (principal.tenant_id.is_some() && e.actor.tenant_id == principal.tenant_id) =>
+                || (principal.tenant_id.is_some()
+                    && e.actor.tenant_id.as_deref() == principal.tenant_id.as_deref()) =>
         {
             axum::Json(e).into_response()
         }

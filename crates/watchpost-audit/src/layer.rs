@@ -239,7 +239,10 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(|m| m.as_str().to_owned())
-            .or_else(|| ctx.as_ref().and_then(|c| c.route.clone()));
+            .or_else(|| {
+                ctx.as_ref()
+                    .and_then(|c| c.route.as_deref().map(str::to_owned))
+            });
         let principal = req
             .extensions()
             .get::<Principal>()

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -125,8 +126,9 @@ pub struct RequestContext {
     pub principal: Option<Principal>,
     /// The client address after the trusted-proxy policy.
     pub client_ip: Option<IpAddr>,
-    /// The matched route template (`/incidents/{id}`), never the raw path.
-    pub route: Option<String>,
+    /// The matched route template (`/incidents/{id}`), never the raw path; shared text, so
+    /// cloning the context copies a pointer.
+    pub route: Option<Arc<str>>,
 }
 
 impl RequestContext {
@@ -175,7 +177,7 @@ impl RequestContext {
 
     /// Sets the route template.
     #[must_use]
-    pub fn with_route(mut self, route: impl Into<String>) -> Self {
+    pub fn with_route(mut self, route: impl Into<Arc<str>>) -> Self {
         self.route = Some(route.into());
         self
     }

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,15 +59,18 @@ impl FromStr for Role {
 }
 
 /// An authenticated caller.
+///
+/// The text is shared: every layer that keeps the principal (the request context, the response
+/// extensions, the request log line, audit) clones it, which copies pointers, not text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Principal {
     /// The API key's id (never the secret).
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// The API key's human name.
-    pub key_name: String,
+    pub key_name: Arc<str>,
     /// The tenant the key belongs to; `None` for the configured root key.
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<Arc<str>>,
     /// What the key may do.
     pub role: Role,
 }
@@ -74,15 +78,15 @@ pub struct Principal {
 impl Principal {
     /// A principal from its parts.
     pub fn new(
-        key_id: impl Into<String>,
-        key_name: impl Into<String>,
+        key_id: impl Into<Arc<str>>,
+        key_name: impl Into<Arc<str>>,
         tenant_id: Option<String>,
         role: Role,
     ) -> Self {
         Self {
             key_id: key_id.into(),
             key_name: key_name.into(),
-            tenant_id,
+            tenant_id: tenant_id.map(Arc::from),
             role,
         }
     }

@@ -254,7 +254,7 @@ where
         let route = req
             .extensions()
             .get::<MatchedPath>()
-            .map(|m| m.as_str().to_owned());
+            .map(|m| Arc::<str>::from(m.as_str()));
         // A clone of the parsed URI shares hyper's buffer: no copy of the path.
         let uri = req.uri().clone();
         let span_name = SpanName {
@@ -627,7 +627,7 @@ impl Finish {
                         path: uri.path(),
                         status: status.as_u16(),
                         duration_ms,
-                        api_key_id: principal.map(|p| p.key_id.as_str()),
+                        api_key_id: principal.map(|p| &*p.key_id),
                         tenant_id: principal.and_then(|p| p.tenant_id.as_deref()),
                         ctx,
                     });

@@ -159,8 +159,8 @@ impl Actor {
     pub fn key(principal: &watchpost_core::Principal) -> Self {
         Self {
             kind: Cow::Borrowed("key"),
-            id: Cow::Owned(principal.key_id.clone()),
-            name: Cow::Owned(principal.key_name.clone()),
+            id: Cow::Owned(principal.key_id.to_string()),
+            name: Cow::Owned(principal.key_name.to_string()),
         }
     }
 }

@@ -215,7 +215,7 @@ impl HttpInstruments {
         let method = METHODS[r.method];
         let route = match &r.route {
             Route::Matched(m) => m.as_str(),
-            Route::Context(s) => s.as_str(),
+            Route::Context(s) => s,
             Route::Unmatched => UNMATCHED_ROUTE,
         };
         let values = [method, route, status.as_str()];
@@ -308,7 +308,7 @@ impl<S> HttpMetrics<S> {
 #[derive(Debug)]
 enum Route {
     Matched(MatchedPath),
-    Context(String),
+    Context(std::sync::Arc<str>),
     Unmatched,
 }
 

@@ -8,14 +8,15 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Who a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RateLimitKey {
-    /// An API key, by its id (key ids are not secrets).
-    ApiKey(String),
-    /// A tenant.
-    Tenant(String),
+    /// An API key, by its id (key ids are not secrets); shared with the request's principal.
+    ApiKey(Arc<str>),
+    /// A tenant; shared with the request's principal.
+    Tenant(Arc<str>),
     /// A client address; IPv6 already masked to its group prefix.
     Ip(IpAddr),
     /// A key from a custom key function.

@@ -368,7 +368,7 @@ impl RateLimiter {
         let i = &self.inner;
         if let Some(p) = principal {
             if let Some(t) = &p.tenant_id
-                && let Some((_, s)) = i.tenant_sets.iter().find(|(id, _)| id == t)
+                && let Some((_, s)) = i.tenant_sets.iter().find(|(id, _)| **id == **t)
             {
                 return s;
             }

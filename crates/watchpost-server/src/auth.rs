@@ -73,6 +73,8 @@ enum Outcome {
 /// Checks presented keys against the root key and the key store.
 pub struct Authenticator {
     root_key_hash: Option<[u8; 32]>,
+    /// Built once: a request with the root key gets a clone (shared text, no allocation).
+    root_principal: Principal,
     store: Arc<dyn ApiKeyStore>,
     cache: Option<moka::sync::Cache<String, Option<ApiKeyRecord>>>,
     counters: Arc<AuthCounters>,
@@ -108,6 +110,7 @@ impl Authenticator {
         });
         Self {
             root_key_hash: root_key.map(|k| Sha256::digest(k.as_bytes()).into()),
+            root_principal: Principal::new(ROOT_KEY_ID, "root", None, Role::Root),
             store,
             cache,
             counters: Arc::new(AuthCounters::default()),
@@ -160,12 +163,7 @@ impl Authenticator {
         if let Some(root) = &self.root_key_hash {
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
             if bool::from(digest.ct_eq(root)) {
-                return Step::Decided(Outcome::Ok(Principal::new(
-                    ROOT_KEY_ID,
-                    "root",
-                    None,
-                    Role::Root,
-                )));
+                return Step::Decided(Outcome::Ok(self.root_principal.clone()));
             }
         }
         let Some((id, secret)) = parse_key(key) else {

@@ -130,9 +130,9 @@ pub fn validate_create(body: CreateKey) -> Result<(String, Option<String>, Role)
 pub async fn whoami(parts: Parts) -> Response {
     match authorize(&parts.extensions, Access::AnyKey) {
         Ok(p) => Json(WhoAmI {
-            key_id: p.key_id,
-            key_name: p.key_name,
-            tenant_id: p.tenant_id,
+            key_id: p.key_id.to_string(),
+            key_name: p.key_name.to_string(),
+            tenant_id: p.tenant_id.as_deref().map(str::to_owned),
             role: p.role.as_str().to_owned(),
         })
         .into_response(),

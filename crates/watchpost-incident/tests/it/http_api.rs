@@ -382,7 +382,7 @@ async fn incident_api_lifecycle_and_mutation_hook() {
         seen.lock()
             .unwrap()
             .iter()
-            .all(|m| m.principal.as_ref().is_some_and(|p| p.key_id == "k1"))
+            .all(|m| m.principal.as_ref().is_some_and(|p| &*p.key_id == "k1"))
     );
 
     // Status endpoints are public.

@@ -80,9 +80,9 @@ fn audit_mutation(auditor: &Auditor, m: &IncidentMutation) {
     event.resource_id = m.incident_id.clone();
     if let Some(p) = &m.principal {
         event.actor = Actor {
-            api_key_id: Some(p.key_id.clone()),
-            key_name: Some(p.key_name.clone()),
-            tenant_id: p.tenant_id.clone(),
+            api_key_id: Some(p.key_id.to_string()),
+            key_name: Some(p.key_name.to_string()),
+            tenant_id: p.tenant_id.as_deref().map(str::to_owned),
             role: Some(p.role),
         };
     }
