@@ -185,6 +185,9 @@ pub fn init(logging: &LoggingConfig, otel: &OtelConfig) -> Result<Telemetry, Tel
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonLines;
 
+/// The largest line buffer a thread keeps between lines, in bytes.
+const MAX_KEPT_LINE_BUFFER: usize = 16 * 1024;
+
 thread_local! {
     /// The line being built; reused so that a line costs no allocation.
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -207,7 +210,12 @@ where
             Ok(mut out) => {
                 out.clear();
                 write_line(&mut out, event);
-                writer.write_str(&out)
+                let written = writer.write_str(&out);
+                if out.capacity() > MAX_KEPT_LINE_BUFFER {
+                    // One huge line (a long backtrace) does not pin its buffer for the thread's life.
+                    *out = String::new();
+                }
+                written
             }
             // A field's `Debug` logged while the line was being built: a fresh buffer for this one.
             Err(_) => {
