@@ -60,8 +60,8 @@ impl FromStr for Role {
 
 /// An authenticated caller.
 ///
-/// The text is shared: every layer that keeps the principal (the request context, the response
-/// extensions, the request log line, audit) clones it, which copies pointers, not text.
+/// The text is shared: cloning a principal (the request context and the response extensions
+/// each keep one) copies pointers, not text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Principal {
