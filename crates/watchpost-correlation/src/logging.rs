@@ -206,23 +206,23 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut out) => {
-                out.clear();
-                write_line(&mut out, event);
-                let written = writer.write_str(&out);
-                if out.capacity() > MAX_KEPT_LINE_BUFFER {
-                    // One huge line (a long backtrace) does not pin its buffer for the thread's life.
-                    *out = String::new();
-                }
-                written
+        LINE.with(|line| {
+            // A field's `Debug` that logs while the line is being built finds the buffer taken:
+            // that inner line gets a fresh one.
+            let mut fresh = String::new();
+            let mut kept = line.try_borrow_mut();
+            let out = match kept.as_deref_mut() {
+                Ok(buffer) => buffer,
+                Err(_) => &mut fresh,
+            };
+            out.clear();
+            write_line(out, event);
+            let written = writer.write_str(out);
+            if out.capacity() > MAX_KEPT_LINE_BUFFER {
+                // One huge line (a long backtrace) does not pin its buffer for the thread's life.
+                *out = String::new();
             }
-            // A field's `Debug` logged while the line was being built: a fresh buffer for this one.
-            Err(_) => {
-                let mut out = String::with_capacity(512);
-                write_line(&mut out, event);
-                writer.write_str(&out)
-            }
+            written
         })
     }
 }
@@ -496,11 +496,17 @@ mod tests {
             let back: String = serde_json::from_str(&out).expect("valid JSON string");
             proptest::prop_assert_eq!(back, s);
 
-            let joined: String = pieces.concat();
+            // Formatting hands the escaping writer one piece at a time.
+            struct Pieces<'a>(&'a [String]);
+            impl fmt::Display for Pieces<'_> {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    self.0.iter().try_for_each(|p| f.write_str(p))
+                }
+            }
             let mut out = String::new();
-            push_escaped(&mut out, format_args!("{}{}", joined, ""));
+            push_escaped(&mut out, format_args!("{}", Pieces(&pieces)));
             let back: String = serde_json::from_str(&out).expect("valid JSON string");
-            proptest::prop_assert_eq!(back, joined);
+            proptest::prop_assert_eq!(back, pieces.concat());
         }
 
         /// The cached timestamp is what chrono writes, to the microsecond.
