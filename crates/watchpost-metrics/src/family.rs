@@ -122,7 +122,6 @@ pub(crate) struct HistogramValue {
     buckets: Arc<Buckets>,
     counts: Box<[AtomicU64]>,
     sum_bits: AtomicU64,
-    count: AtomicU64,
     exemplars: Box<[Mutex<Option<Exemplar>>]>,
 }
 
@@ -134,14 +133,13 @@ impl HistogramValue {
             exemplars: (0..n).map(|_| Mutex::new(None)).collect(),
             buckets,
             sum_bits: AtomicU64::new(0f64.to_bits()),
-            count: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn observe(&self, v: f64, exemplar: Option<(TraceId, SpanId)>) {
         let idx = self.buckets.bounds.partition_point(|b| *b < v);
+        // No separate count: it is the sum of the buckets, one atomic add fewer per observation.
         self.counts[idx].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         let _ = self
             .sum_bits
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
@@ -159,7 +157,7 @@ impl HistogramValue {
     }
 
     pub(crate) fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     pub(crate) fn sum(&self) -> f64 {
@@ -222,7 +220,9 @@ pub(crate) struct Series<V> {
 
 #[derive(Debug)]
 struct Slots<V> {
-    index: HashMap<Arc<str>, Arc<Series<V>>>,
+    /// foldhash, not SipHash: a label set is hashed on every lookup, and the family's series cap
+    /// bounds what hostile label values could do to the table.
+    index: HashMap<Arc<str>, Arc<Series<V>>, foldhash::fast::RandomState>,
     ordered: Vec<Arc<Series<V>>>,
 }
 
@@ -296,7 +296,7 @@ impl<V: SeriesValue> Family<V> {
             max_series: max_series.max(1),
             make: Box::new(make),
             slots: RwLock::new(Slots {
-                index: HashMap::new(),
+                index: HashMap::default(),
                 ordered: Vec::new(),
             }),
             overflow: OnceLock::new(),
@@ -352,7 +352,9 @@ impl<V: SeriesValue> Family<V> {
         f(&self.lookup(key).value)
     }
 
-    fn lookup(&self, key: &str) -> Arc<Series<V>> {
+    /// The series for the label text `key`, created when the family is under its cap; `None`
+    /// when the family is full and `key` is not among its series (nothing is counted then).
+    pub(crate) fn kept(&self, key: &str) -> Option<Arc<Series<V>>> {
         if let Some(series) = self
             .slots
             .read()
@@ -360,11 +362,11 @@ impl<V: SeriesValue> Family<V> {
             .index
             .get(key)
         {
-            return series.clone();
+            return Some(series.clone());
         }
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(series) = slots.index.get(key) {
-            return series.clone();
+            return Some(series.clone());
         }
         if slots.ordered.len() < self.max_series {
             let labels: Arc<str> = Arc::from(key);
@@ -374,9 +376,15 @@ impl<V: SeriesValue> Family<V> {
             });
             slots.index.insert(labels, series.clone());
             slots.ordered.push(series.clone());
+            return Some(series);
+        }
+        None
+    }
+
+    fn lookup(&self, key: &str) -> Arc<Series<V>> {
+        if let Some(series) = self.kept(key) {
             return series;
         }
-        drop(slots);
         self.overflow_folds.fetch_add(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(

@@ -21,9 +21,10 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use watchpost_core::{RequestContext, SpanId, TraceId};
 
 use crate::encode;
 use crate::error::MetricsError;
-use crate::family::{Buckets, Family, GaugeValue, HistogramValue, Kind, Series};
+use crate::family::{Buckets, CounterValue, Family, GaugeValue, HistogramValue, Kind, Series};
 use crate::registry::{CounterFamily, MetricsRegistry};
 use crate::summary::{METHODS, RequestSummary, method_index};
 
@@ -85,6 +86,44 @@ pub(crate) struct HttpInstruments {
     legacy: Option<LegacyFamilies>,
     active: Arc<Series<GaugeValue>>,
     pub(crate) summary: Arc<RequestSummary>,
+    /// The series each (method, status, route) records into, resolved on its first request, so
+    /// that a request hashes one short key once instead of writing and hashing its label text
+    /// in every family. Only series the families kept are cached: a label set folded into the
+    /// overflow series takes the uncached path, which counts every fold.
+    resolved: RwLock<HashMap<Box<str>, ResolvedSeries, foldhash::fast::RandomState>>,
+}
+
+/// The most (method, status, route) combinations [`HttpInstruments`] caches; past it, requests
+/// take the uncached path. Routes are templates, so a real router stays far below it.
+const MAX_RESOLVED: usize = 4096;
+
+type Histogram = Arc<Series<HistogramValue>>;
+
+/// The series of one (method, status, route), resolved once.
+#[derive(Debug)]
+struct ResolvedSeries {
+    /// Duration, request size, response size.
+    otel: Option<[Histogram; 3]>,
+    /// Duration, total.
+    legacy: Option<(Histogram, Arc<Series<CounterValue>>)>,
+}
+
+impl ResolvedSeries {
+    fn observe(&self, r: &Recording, secs: f64, resp_size: Option<u64>) {
+        if let Some([duration, request_size, response_size]) = &self.otel {
+            duration.value.observe(secs, r.exemplar);
+            if let Some(n) = r.request_size {
+                request_size.value.observe(n as f64, None);
+            }
+            if let Some(n) = resp_size {
+                response_size.value.observe(n as f64, None);
+            }
+        }
+        if let Some((duration, total)) = &self.legacy {
+            duration.value.observe(secs, r.exemplar);
+            total.value.inc_by(1);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -190,6 +229,7 @@ impl HttpInstruments {
             legacy,
             active,
             summary,
+            resolved: RwLock::new(HashMap::default()),
         })
     }
 
@@ -218,32 +258,90 @@ impl HttpInstruments {
             Route::Context(s) => s,
             Route::Unmatched => UNMATCHED_ROUTE,
         };
-        let values = [method, route, status.as_str()];
         let secs = elapsed.as_secs_f64();
         with_key_buffer(|key| {
-            if let Some(otel) = &self.otel {
-                key.clear();
-                encode::push_label_pairs(key, &otel.label_names, values);
-                otel.duration.with_key(key, |h| h.observe(secs, r.exemplar));
-                if let Some(n) = r.request_size {
-                    otel.request_size
-                        .with_key(key, |h| h.observe(n as f64, None));
-                }
-                if let Some(n) = resp_size {
-                    otel.response_size
-                        .with_key(key, |h| h.observe(n as f64, None));
-                }
+            // The cache key: the method's index as one character, the three status digits, the route.
+            key.clear();
+            key.push(char::from(u8::try_from(r.method).unwrap_or(u8::MAX)));
+            key.push_str(status.as_str());
+            key.push_str(route);
+            if let Some(series) = self
+                .resolved
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key.as_str())
+            {
+                series.observe(r, secs, resp_size);
+                return;
             }
-            if let Some(legacy) = &self.legacy {
-                key.clear();
-                encode::push_label_pairs(key, &legacy.label_names, values);
-                legacy
-                    .duration
-                    .with_key(key, |h| h.observe(secs, r.exemplar));
-                legacy.total.family().with_key(key, |c| c.inc_by(1));
+            let values = [method, route, status.as_str()];
+            match self.resolve(values) {
+                Some(series) => {
+                    series.observe(r, secs, resp_size);
+                    let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+                    if resolved.len() < MAX_RESOLVED {
+                        resolved.entry(Box::from(key.as_str())).or_insert(series);
+                    }
+                }
+                None => self.record_uncached(values, r, secs, resp_size),
             }
         });
         self.summary.record(r.method, status.as_u16(), elapsed);
+    }
+
+    /// The series of `values` in every family, when every family keeps them (under its cap).
+    fn resolve(&self, values: [&str; 3]) -> Option<ResolvedSeries> {
+        let mut labels = String::new();
+        let otel = match &self.otel {
+            Some(otel) => {
+                encode::push_label_pairs(&mut labels, &otel.label_names, values);
+                Some([
+                    otel.duration.kept(&labels)?,
+                    otel.request_size.kept(&labels)?,
+                    otel.response_size.kept(&labels)?,
+                ])
+            }
+            None => None,
+        };
+        let legacy = match &self.legacy {
+            Some(legacy) => {
+                labels.clear();
+                encode::push_label_pairs(&mut labels, &legacy.label_names, values);
+                Some((
+                    legacy.duration.kept(&labels)?,
+                    legacy.total.family().kept(&labels)?,
+                ))
+            }
+            None => None,
+        };
+        Some(ResolvedSeries { otel, legacy })
+    }
+
+    /// Records through each family's own lookup, which folds label sets past the family's cap
+    /// into its overflow series and counts the fold.
+    fn record_uncached(&self, values: [&str; 3], r: &Recording, secs: f64, resp_size: Option<u64>) {
+        let mut key = String::new();
+        if let Some(otel) = &self.otel {
+            encode::push_label_pairs(&mut key, &otel.label_names, values);
+            otel.duration
+                .with_key(&key, |h| h.observe(secs, r.exemplar));
+            if let Some(n) = r.request_size {
+                otel.request_size
+                    .with_key(&key, |h| h.observe(n as f64, None));
+            }
+            if let Some(n) = resp_size {
+                otel.response_size
+                    .with_key(&key, |h| h.observe(n as f64, None));
+            }
+        }
+        if let Some(legacy) = &self.legacy {
+            key.clear();
+            encode::push_label_pairs(&mut key, &legacy.label_names, values);
+            legacy
+                .duration
+                .with_key(&key, |h| h.observe(secs, r.exemplar));
+            legacy.total.family().with_key(&key, |c| c.inc_by(1));
+        }
     }
 }
 
