@@ -13,6 +13,8 @@
 //! - a lookup that walks past such an entry reuses its slot for a new key;
 //! - every eighth operation on a shard also looks at the next eight slots of a sweep
 //!   cursor (one slot per operation on average) and removes dead entries there (backward-shift deletion, no tombstones);
+//!   a cursor that has looked at every slot once rests until the next second (expiry is
+//!   kept in seconds), so a small, busy table does not rescan itself thousands of times a second;
 //! - at the cap, a new key evicts the least recently active (then least used) of eight
 //!   entries sampled near its home slot.
 //!
@@ -32,7 +34,7 @@ const SHARDS: usize = 1 << SHARD_BITS;
 const INITIAL_SLOTS: usize = 8;
 /// Every `SWEEP_EVERY`-th operation on a shard sweeps `SWEEP_EVERY` consecutive slots:
 /// one slot per operation on average, read as a few adjacent cache lines at once.
-const SWEEP_EVERY: usize = 8;
+const SWEEP_EVERY: u32 = 8;
 /// Entries compared when one must go to make room at the cap.
 const EVICTION_SAMPLE: usize = 8;
 
@@ -52,8 +54,12 @@ struct Slot {
 struct Table {
     slots: Vec<Slot>,
     len: usize,
-    sweep: usize,
-    ops: usize,
+    sweep: u32,
+    ops: u32,
+    /// Slots the sweep cursor has still to look at in its current pass over the table.
+    pass_left: u32,
+    /// The second in which the sweep cursor last completed a pass.
+    pass_done_s: Option<u32>,
 }
 
 /// Cache-line aligned so two shards never share a line.
@@ -82,6 +88,8 @@ impl Table {
             len: 0,
             sweep: 0,
             ops: 0,
+            pass_left: 0,
+            pass_done_s: None,
         }
     }
 
@@ -221,13 +229,30 @@ impl Table {
         if !self.ops.is_multiple_of(SWEEP_EVERY) {
             return;
         }
+        if self.pass_left == 0 {
+            // Expiry is kept in whole seconds, so a second pass within the second that
+            // completed one could only find what that pass left: rest until the clock moves on.
+            if self.pass_done_s == Some(now_s) {
+                return;
+            }
+            // Slots never exceed the cap's table size, far below 2^32.
+            self.pass_left = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        }
+        let mask = self.slots.len() - 1;
         for _ in 0..SWEEP_EVERY {
-            let i = self.sweep & (self.slots.len() - 1);
+            let i = self.sweep as usize & mask;
             let s = self.slots[i];
             if s.hash != 0 && s.expires_s <= now_s {
+                // The deletion may shift a later entry into this slot: look at it again next.
                 self.remove_at(i);
+                continue;
             }
             self.sweep = self.sweep.wrapping_add(1);
+            self.pass_left -= 1;
+            if self.pass_left == 0 {
+                self.pass_done_s = Some(now_s);
+                return;
+            }
         }
     }
 }
@@ -333,7 +358,10 @@ impl LocalStore {
                 idx[p] = t.find(hashes[p]).unwrap_or(idx[p]);
             }
         }
-        let mut decision = Decision::empty();
+        // Under the lock only what must be: read, roll and count. The decision is assembled
+        // after the unlock, whose atomic swap would otherwise wait for all its stores.
+        let mut seen = [(WindowCounts::default(), 0u64, false); MAX_POLICIES_PER_SET];
+        let mut allowed = true;
         for (p, (_, policy)) in set.policies.iter().enumerate().take(n) {
             let w = policy.window_ms();
             let (now_window, elapsed) = set.windows[p].split(now_ms, w);
@@ -349,9 +377,10 @@ impl LocalStore {
             slot.prev = counts.prev;
             slot.expires_s = expires_s(now_window, w);
             let ok = allows(counts, policy.limit(), w, elapsed, cost);
-            decision.push_raw(counts, policy.limit(), w, elapsed, cost, ok);
+            allowed &= ok;
+            seen[p] = (counts, elapsed, ok);
         }
-        if decision.allowed() {
+        if allowed {
             let add = u32::try_from(cost).unwrap_or(u32::MAX);
             for &i in idx.iter().take(n) {
                 let slot = &mut t.slots[i];
@@ -359,6 +388,18 @@ impl LocalStore {
             }
         }
         t.sweep(now_s);
+        drop(t);
+        let mut decision = Decision::empty();
+        for ((_, policy), &(counts, elapsed, ok)) in set.policies.iter().zip(&seen).take(n) {
+            decision.push_raw(
+                counts,
+                policy.limit(),
+                policy.window_ms(),
+                elapsed,
+                cost,
+                ok,
+            );
+        }
         decision
     }
 }
@@ -382,6 +423,11 @@ mod tests {
     #[test]
     fn slot_is_24_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(
+            std::mem::size_of::<Shard>(),
+            64,
+            "a shard is one cache line"
+        );
     }
 
     #[test]
@@ -396,6 +442,43 @@ mod tests {
             store.table_bytes() <= SHARDS * 8 * 24,
             "tables never grow past the cap's size"
         );
+    }
+
+    #[test]
+    fn the_sweep_rests_after_a_pass_until_the_next_second() {
+        let mut t = Table::new(64);
+        for k in 1..=40u64 {
+            let fresh = Slot {
+                hash: fmix64(k) | 1,
+                window: 0,
+                cur: 1,
+                prev: 0,
+                // Half the entries die at second 5, half live on.
+                expires_s: if k % 2 == 0 { 5 } else { 100 },
+            };
+            t.find_or_insert(fresh, 0, 1_000, 64, &[]);
+        }
+        assert_eq!(t.len, 40);
+        // Second 4: one pass (64 slots, eight slots every eighth operation) finds nothing dead,
+        // then the cursor rests.
+        for _ in 0..64 {
+            t.sweep(4);
+        }
+        assert_eq!(t.pass_done_s, Some(4));
+        let cursor = t.sweep;
+        for _ in 0..1_000 {
+            t.sweep(4);
+        }
+        assert_eq!(t.sweep, cursor, "no second pass within the same second");
+        assert_eq!(t.len, 40);
+        // Second 5: the next pass removes every dead entry, shifted ones included (a removal
+        // looks at its slot again, so the pass takes more than 64 operations).
+        for _ in 0..1_000 {
+            t.sweep(5);
+        }
+        assert_eq!(t.pass_done_s, Some(5));
+        assert_eq!(t.len, 20);
+        assert!(t.slots.iter().all(|s| s.hash == 0 || s.expires_s == 100));
     }
 
     #[test]
