@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use watchpost_metrics::{BuildInfo, Metrics, MetricsConfig, MetricsError};
+use watchpost_metrics::{BuildInfo, Counter, Metrics, MetricsConfig, MetricsError};
 
 use crate::config::Config;
 
@@ -47,5 +47,17 @@ pub fn auth_attempts(
         "API key authentication attempts by result (success, malformed, unknown, revoked, error).",
         ["result"],
     )?;
-    Ok(Arc::new(move |result| family.inc([result])))
+    // One handle per known result, resolved now: a request then adds to its series directly
+    // (no label text to write and look up), and every result is exported from the start, at 0.
+    let known: Vec<(&'static str, Counter)> =
+        ["success", "malformed", "unknown", "revoked", "error"]
+            .into_iter()
+            .map(|result| (result, family.with([result])))
+            .collect();
+    Ok(Arc::new(move |result| {
+        match known.iter().find(|(r, _)| *r == result) {
+            Some((_, counter)) => counter.inc(),
+            None => family.inc([result]),
+        }
+    }))
 }

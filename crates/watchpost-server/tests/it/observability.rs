@@ -82,6 +82,11 @@ async fn metrics_endpoint_is_clean_complete_and_documented() {
         text.contains(r#"watchpost_auth_attempts_total{result="malformed"} 1"#),
         "{text}"
     );
+    // Results nobody met yet are exported at 0, so rate() and alerts see them from the start.
+    assert!(
+        text.contains(r#"watchpost_auth_attempts_total{result="revoked"} 0"#),
+        "{text}"
+    );
     assert!(text.contains("watchpost_health_check_status"), "{text}");
     assert!(
         text.contains(r#"watchpost_correlation_rejected_ids_total{header="x-request-id"} 1"#),
