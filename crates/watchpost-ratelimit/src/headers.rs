@@ -52,18 +52,18 @@ pub(crate) struct RateLimitFields {
 impl RateLimitFields {
     pub(crate) fn new(set: &PolicySet, decision: &Decision, legacy: bool) -> Self {
         let mut value = String::with_capacity(32 * decision.verdicts().len());
+        let mut digits = itoa::Buffer::new();
         for (v, p) in decision.verdicts().zip(set.iter()) {
             if !value.is_empty() {
                 value.push_str(", ");
             }
-            use std::fmt::Write;
-            let _ = write!(
-                value,
-                "\"{}\";r={};t={}",
-                p.name(),
-                v.remaining,
-                secs_up(v.reset_ms, set)
-            );
+            // `"name";r=42;t=17`, written piece by piece: this runs on every limited response.
+            value.push('"');
+            value.push_str(p.name());
+            value.push_str("\";r=");
+            value.push_str(digits.format(v.remaining));
+            value.push_str(";t=");
+            value.push_str(digits.format(secs_up(v.reset_ms, set)));
         }
         // The text becomes the header's bytes as it is (no copy); policy names are validated
         // tokens, so the check only guards against a future change.
