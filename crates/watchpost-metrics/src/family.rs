@@ -355,14 +355,15 @@ impl<V: SeriesValue> Family<V> {
     /// The series for the label text `key`, created when the family is under its cap; `None`
     /// when the family is full and `key` is not among its series (nothing is counted then).
     pub(crate) fn kept(&self, key: &str) -> Option<Arc<Series<V>>> {
-        if let Some(series) = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .index
-            .get(key)
         {
-            return Some(series.clone());
+            let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(series) = slots.index.get(key) {
+                return Some(series.clone());
+            }
+            // A full family never takes the write lock for a label set it will not keep.
+            if slots.ordered.len() >= self.max_series {
+                return None;
+            }
         }
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(series) = slots.index.get(key) {

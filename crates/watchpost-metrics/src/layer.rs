@@ -265,16 +265,19 @@ impl HttpInstruments {
             key.push(char::from(u8::try_from(r.method).unwrap_or(u8::MAX)));
             key.push_str(status.as_str());
             key.push_str(route);
-            if let Some(series) = self
-                .resolved
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key.as_str())
-            {
-                series.observe(r, secs, resp_size);
-                return;
-            }
+            let full = {
+                let resolved = self.resolved.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(series) = resolved.get(key.as_str()) {
+                    series.observe(r, secs, resp_size);
+                    return;
+                }
+                resolved.len() >= MAX_RESOLVED
+            };
             let values = [method, route, status.as_str()];
+            if full {
+                // No write lock per request once the cache is full.
+                return self.record_uncached(values, r, secs, resp_size);
+            }
             match self.resolve(values) {
                 Some(series) => {
                     series.observe(r, secs, resp_size);

@@ -100,6 +100,49 @@ async fn routes_are_capped_too() {
     );
 }
 
+/// The layer caches the series of at most 4,096 (method, status, route) combinations; past
+/// that, requests take the uncached path and are still counted, each in its own series.
+#[tokio::test]
+async fn past_the_resolved_series_cache_requests_are_still_counted() {
+    let m = metrics_with(MetricsConfig {
+        max_series_per_family: 10_000,
+        process_metrics: false,
+        ..MetricsConfig::default()
+    });
+    let app = app(&m);
+    let request = |i: usize| {
+        // Unmatched paths take the route from the request context.
+        let mut ctx = watchpost_core::RequestContext::new();
+        ctx.route = Some(std::sync::Arc::from(format!("/ctx/{i}")));
+        let mut req = get_req("/nowhere");
+        req.extensions_mut().insert(ctx);
+        req
+    };
+    for i in 0..4_200 {
+        send(&app, request(i)).await;
+    }
+    for i in [0, 4_095, 4_096, 4_199] {
+        send(&app, request(i)).await;
+    }
+    let counts = samples(&m, "http_server_request_duration_seconds_count");
+    assert_eq!(counts.len(), 4_200);
+    let count = |i: usize| {
+        let prefix = format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"/ctx/{i}\","
+        );
+        counts
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|n| n.parse::<u64>().expect("a count"))
+    };
+    for i in [0, 4_095, 4_096, 4_199] {
+        assert_eq!(count(i), Some(2), "/ctx/{i}");
+    }
+    assert_eq!(count(1), Some(1));
+    assert_eq!(count(4_150), Some(1));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
