@@ -358,8 +358,8 @@ impl LocalStore {
                 idx[p] = t.find(hashes[p]).unwrap_or(idx[p]);
             }
         }
-        // Under the lock only what must be: read, roll and count. The decision is assembled
-        // after the unlock, whose atomic swap would otherwise wait for all its stores.
+        // Under the lock only what must be: read, roll and count. The decision (the caller's
+        // copy of every policy's numbers) is assembled after the unlock.
         let mut seen = [(WindowCounts::default(), 0u64, false); MAX_POLICIES_PER_SET];
         let mut allowed = true;
         for (p, (_, policy)) in set.policies.iter().enumerate().take(n) {
