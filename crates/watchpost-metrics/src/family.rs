@@ -382,7 +382,8 @@ impl<V: SeriesValue> Family<V> {
         None
     }
 
-    fn lookup(&self, key: &str) -> Arc<Series<V>> {
+    /// The series for `key`, or the overflow series (counting the fold) when the family is full.
+    pub(crate) fn lookup(&self, key: &str) -> Arc<Series<V>> {
         if let Some(series) = self.kept(key) {
             return series;
         }

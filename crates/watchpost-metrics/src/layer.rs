@@ -38,7 +38,9 @@ use watchpost_core::{RequestContext, SpanId, TraceId};
 
 use crate::encode;
 use crate::error::MetricsError;
-use crate::family::{Buckets, CounterValue, Family, GaugeValue, HistogramValue, Kind, Series};
+use crate::family::{
+    Buckets, CounterValue, Family, GaugeValue, HistogramValue, Kind, Series, SeriesValue,
+};
 use crate::registry::{CounterFamily, MetricsRegistry};
 use crate::summary::{METHODS, RequestSummary, method_index};
 
@@ -274,11 +276,13 @@ impl HttpInstruments {
                 resolved.len() >= MAX_RESOLVED
             };
             let values = [method, route, status.as_str()];
-            if full {
-                // No write lock per request once the cache is full.
-                return self.record_uncached(values, r, secs, resp_size);
-            }
-            match self.resolve(values) {
+            // Once the cache is full, no write lock per request: straight to the folding lookup.
+            let kept = if full {
+                None
+            } else {
+                self.resolve(values, false)
+            };
+            match kept {
                 Some(series) => {
                     series.observe(r, secs, resp_size);
                     let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
@@ -286,22 +290,39 @@ impl HttpInstruments {
                         resolved.entry(Box::from(key.as_str())).or_insert(series);
                     }
                 }
-                None => self.record_uncached(values, r, secs, resp_size),
+                None => {
+                    if let Some(series) = self.resolve(values, true) {
+                        series.observe(r, secs, resp_size);
+                    }
+                }
             }
         });
         self.summary.record(r.method, status.as_u16(), elapsed);
     }
 
-    /// The series of `values` in every family, when every family keeps them (under its cap).
-    fn resolve(&self, values: [&str; 3]) -> Option<ResolvedSeries> {
+    /// The series of `values` in every family. Without `fold`, only when every family keeps
+    /// them (under its cap), for the cache; with `fold`, a family past its cap gives its overflow
+    /// series and counts the fold, so the result is always there.
+    fn resolve(&self, values: [&str; 3], fold: bool) -> Option<ResolvedSeries> {
+        fn pick<V: SeriesValue>(
+            family: &Family<V>,
+            labels: &str,
+            fold: bool,
+        ) -> Option<Arc<Series<V>>> {
+            if fold {
+                Some(family.lookup(labels))
+            } else {
+                family.kept(labels)
+            }
+        }
         let mut labels = String::new();
         let otel = match &self.otel {
             Some(otel) => {
                 encode::push_label_pairs(&mut labels, &otel.label_names, values);
                 Some([
-                    otel.duration.kept(&labels)?,
-                    otel.request_size.kept(&labels)?,
-                    otel.response_size.kept(&labels)?,
+                    pick(&otel.duration, &labels, fold)?,
+                    pick(&otel.request_size, &labels, fold)?,
+                    pick(&otel.response_size, &labels, fold)?,
                 ])
             }
             None => None,
@@ -311,40 +332,13 @@ impl HttpInstruments {
                 labels.clear();
                 encode::push_label_pairs(&mut labels, &legacy.label_names, values);
                 Some((
-                    legacy.duration.kept(&labels)?,
-                    legacy.total.family().kept(&labels)?,
+                    pick(&legacy.duration, &labels, fold)?,
+                    pick(legacy.total.family(), &labels, fold)?,
                 ))
             }
             None => None,
         };
         Some(ResolvedSeries { otel, legacy })
-    }
-
-    /// Records through each family's own lookup, which folds label sets past the family's cap
-    /// into its overflow series and counts the fold.
-    fn record_uncached(&self, values: [&str; 3], r: &Recording, secs: f64, resp_size: Option<u64>) {
-        let mut key = String::new();
-        if let Some(otel) = &self.otel {
-            encode::push_label_pairs(&mut key, &otel.label_names, values);
-            otel.duration
-                .with_key(&key, |h| h.observe(secs, r.exemplar));
-            if let Some(n) = r.request_size {
-                otel.request_size
-                    .with_key(&key, |h| h.observe(n as f64, None));
-            }
-            if let Some(n) = resp_size {
-                otel.response_size
-                    .with_key(&key, |h| h.observe(n as f64, None));
-            }
-        }
-        if let Some(legacy) = &self.legacy {
-            key.clear();
-            encode::push_label_pairs(&mut key, &legacy.label_names, values);
-            legacy
-                .duration
-                .with_key(&key, |h| h.observe(secs, r.exemplar));
-            legacy.total.family().with_key(&key, |c| c.inc_by(1));
-        }
     }
 }
 

@@ -26,40 +26,34 @@ use watchpost_core::{AuthFailure, Principal, RequestContext, Role};
 
 use crate::keys::{ApiKeyRecord, ApiKeyStore, parse_key};
 
+/// The result labels of authentication attempts, in the order [`AuthCounters::snapshot`] gives them.
+pub const AUTH_RESULTS: [&str; 5] = ["success", "malformed", "unknown", "revoked", "error"];
+
 /// Counts of authentication attempts by result (exported as `watchpost_auth_attempts_total{result}`).
 #[derive(Debug, Default)]
 pub struct AuthCounters {
-    success: AtomicU64,
-    malformed: AtomicU64,
-    unknown: AtomicU64,
-    revoked: AtomicU64,
-    error: AtomicU64,
+    /// Indexed like [`AUTH_RESULTS`].
+    counts: [AtomicU64; 5],
 }
 
 impl AuthCounters {
     /// Counts `outcome`; its result label, or `None` when it is not an attempt.
     fn count(&self, outcome: &Outcome) -> Option<&'static str> {
-        let (c, label) = match outcome {
-            Outcome::Ok(_) => (&self.success, "success"),
-            Outcome::Refused(AuthFailure::Malformed) => (&self.malformed, "malformed"),
-            Outcome::Refused(AuthFailure::Unknown) => (&self.unknown, "unknown"),
-            Outcome::Refused(AuthFailure::Revoked) => (&self.revoked, "revoked"),
+        let i = match outcome {
+            Outcome::Ok(_) => 0,
+            Outcome::Refused(AuthFailure::Malformed) => 1,
+            Outcome::Refused(AuthFailure::Unknown) => 2,
+            Outcome::Refused(AuthFailure::Revoked) => 3,
             Outcome::Refused(AuthFailure::Missing) => return None,
-            Outcome::StoreError => (&self.error, "error"),
+            Outcome::StoreError => 4,
         };
-        c.fetch_add(1, Ordering::Relaxed);
-        Some(label)
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        Some(AUTH_RESULTS[i])
     }
 
     /// `(result, count)` pairs: success, malformed, unknown, revoked, error.
     pub fn snapshot(&self) -> [(&'static str, u64); 5] {
-        [
-            ("success", self.success.load(Ordering::Relaxed)),
-            ("malformed", self.malformed.load(Ordering::Relaxed)),
-            ("unknown", self.unknown.load(Ordering::Relaxed)),
-            ("revoked", self.revoked.load(Ordering::Relaxed)),
-            ("error", self.error.load(Ordering::Relaxed)),
-        ]
+        std::array::from_fn(|i| (AUTH_RESULTS[i], self.counts[i].load(Ordering::Relaxed)))
     }
 }
 

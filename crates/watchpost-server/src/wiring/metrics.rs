@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use watchpost_metrics::{BuildInfo, Counter, Metrics, MetricsConfig, MetricsError};
+use watchpost_metrics::{BuildInfo, Metrics, MetricsConfig, MetricsError};
 
+use crate::auth::AUTH_RESULTS;
 use crate::config::Config;
 
 /// The process's metrics for `config`.
@@ -47,16 +48,12 @@ pub fn auth_attempts(
         "API key authentication attempts by result (success, malformed, unknown, revoked, error).",
         ["result"],
     )?;
-    // One handle per known result, resolved now: a request then adds to its series directly
-    // (no label text to write and look up), and every result is exported from the start, at 0.
-    let known: Vec<(&'static str, Counter)> =
-        ["success", "malformed", "unknown", "revoked", "error"]
-            .into_iter()
-            .map(|result| (result, family.with([result])))
-            .collect();
+    // One handle per result, resolved now: a request then adds to its series directly (no label
+    // text to write and look up), and every result is exported from the start, at 0.
+    let counters = AUTH_RESULTS.map(|result| family.with([result]));
     Ok(Arc::new(move |result| {
-        match known.iter().find(|(r, _)| *r == result) {
-            Some((_, counter)) => counter.inc(),
+        match AUTH_RESULTS.iter().position(|r| *r == result) {
+            Some(i) => counters[i].inc(),
             None => family.inc([result]),
         }
     }))
