@@ -283,6 +283,8 @@ pub fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if crate::context::with_current(|ctx| ctx.is_none()) {
+                // Lines held for their batch come out before the report, in order.
+                crate::logging::flush_logs();
                 previous(info);
                 return;
             }

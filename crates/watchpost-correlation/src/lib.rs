@@ -50,7 +50,8 @@
 //! | [`ids`] | the id header rule |
 //! | [`traceparent`] | the strict W3C Trace Context parser |
 //! | [`context`] | the task-local request context, spawning with it, outgoing header injection |
-//! | [`logging`] | [`init`], [`LoggingConfig`], the JSON line format |
+//! | [`logging`] | [`init`], [`LoggingConfig`], the JSON line format, [`flush_logs`] |
+//! | [`output`] | [`LogOutput`]: log lines batched into one write per interval |
 //! | [`otel`] | [`OtelConfig`] from `OTEL_*`, [`Telemetry`] with the bounded export queue |
 //! | [`errors`] | [`ErrorGroups`] and `GET /errors` |
 //! | [`metrics`] | the counters and their registration |
@@ -63,6 +64,7 @@ pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod otel;
+pub mod output;
 pub mod request_log;
 pub mod traceparent;
 
@@ -70,9 +72,10 @@ pub use context::{current, in_current_request, inject_current, inject_headers, s
 pub use error::TelemetryError;
 pub use errors::{ErrorGroup, ErrorGroups, install_panic_hook};
 pub use layer::{Correlation, CorrelationConfig, CorrelationLayer, ResponseFuture};
-pub use logging::{LogFormat, LoggingConfig, init};
+pub use logging::{LogFormat, LoggingConfig, flush_logs, init};
 pub use metrics::{CorrelationMetrics, ErrorKind, IdHeader};
 pub use otel::{OtelConfig, OtlpProtocol, Propagators, SamplerConfig, Telemetry, TracesExporter};
+pub use output::LogOutput;
 
 #[cfg(feature = "openapi")]
 pub use errors::openapi;

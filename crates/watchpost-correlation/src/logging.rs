@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -19,6 +21,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::error::TelemetryError;
 use crate::otel::{OtelConfig, Telemetry};
+use crate::output::{DEFAULT_FLUSH_INTERVAL, LogOutput, MAX_FLUSH_INTERVAL};
 use crate::request_log::REQUEST_LOG_TARGET;
 
 /// The log output format (`WATCHPOST_LOG_FORMAT`).
@@ -53,6 +56,9 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// `RUST_LOG` directives; `info` when empty.
     pub filter: String,
+    /// How long a line may wait to be written with others (`WATCHPOST_LOG_FLUSH_MS`; zero writes
+    /// every line at once); see [`crate::output`].
+    pub flush_interval: Duration,
 }
 
 impl Default for LoggingConfig {
@@ -60,12 +66,14 @@ impl Default for LoggingConfig {
         Self {
             format: LogFormat::Json,
             filter: "info".to_owned(),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
         }
     }
 }
 
 impl LoggingConfig {
-    /// Reads `WATCHPOST_LOG_FORMAT` and `RUST_LOG` from the process environment.
+    /// Reads `WATCHPOST_LOG_FORMAT`, `WATCHPOST_LOG_FLUSH_MS` and `RUST_LOG` from the process
+    /// environment.
     pub fn from_env() -> Result<Self, TelemetryError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -80,7 +88,31 @@ impl LoggingConfig {
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| "info".to_owned());
         env_filter(&filter)?;
-        Ok(Self { format, filter })
+        let flush_interval = match lookup("WATCHPOST_LOG_FLUSH_MS").filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => parse_flush_ms(&v)?,
+            None => DEFAULT_FLUSH_INTERVAL,
+        };
+        Ok(Self {
+            format,
+            filter,
+            flush_interval,
+        })
+    }
+}
+
+/// `WATCHPOST_LOG_FLUSH_MS`: whole milliseconds from 0 (every line at once) to 10,000.
+pub fn parse_flush_ms(value: &str) -> Result<Duration, TelemetryError> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) if Duration::from_millis(ms) <= MAX_FLUSH_INTERVAL => Ok(Duration::from_millis(ms)),
+        _ => Err(TelemetryError::InvalidVariable {
+            variable: "WATCHPOST_LOG_FLUSH_MS",
+            value: value.to_owned(),
+            reason: format!(
+                "accepted: whole milliseconds from 0 (every line at once) to {}",
+                MAX_FLUSH_INTERVAL.as_millis()
+            ),
+        }),
     }
 }
 
@@ -157,18 +189,33 @@ impl<'writer> FormatFields<'writer> for NoSpanFields {
     }
 }
 
-/// Starts OTLP export as `otel` says, installs the global subscriber writing to stdout, installs the
-/// panic hook, and logs the effective configuration once. Call once, inside the tokio runtime.
+/// The output [`init`] installed, for [`flush_logs`].
+static INSTALLED: OnceLock<LogOutput> = OnceLock::new();
+
+/// Writes the log lines [`init`]'s output still holds (see [`crate::output`]). Call before the
+/// process exits; the panic hook calls it too. Does nothing when `init` did not run.
+pub fn flush_logs() {
+    if let Some(output) = INSTALLED.get() {
+        output.flush();
+    }
+}
+
+/// Starts OTLP export as `otel` says, installs the global subscriber writing to stdout (lines
+/// batched every `logging.flush_interval`), installs the panic hook, and logs the effective
+/// configuration once. Call once, inside the tokio runtime, and [`flush_logs`] before exiting.
 pub fn init(logging: &LoggingConfig, otel: &OtelConfig) -> Result<Telemetry, TelemetryError> {
     let telemetry = Telemetry::start(otel)?;
-    let subscriber = subscriber(logging, &telemetry, std::io::stdout)?;
+    let output = LogOutput::stdout(logging.flush_interval);
+    let subscriber = subscriber(logging, &telemetry, output.clone())?;
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
+    let _ = INSTALLED.set(output);
     crate::errors::install_panic_hook();
     tracing::info!(
         target: "watchpost_correlation",
         log_format = ?logging.format,
         rust_log = %logging.filter,
+        log_flush_ms = logging.flush_interval.as_millis() as u64,
         otel = %otel.summary(),
         "telemetry configured"
     );
@@ -536,5 +583,18 @@ mod tests {
         let err =
             LoggingConfig::from_lookup(|k| (k == "RUST_LOG").then(|| "info,[".into())).unwrap_err();
         assert!(err.to_string().starts_with("invalid RUST_LOG="), "{err}");
+        let c = LoggingConfig::from_lookup(|k| (k == "WATCHPOST_LOG_FLUSH_MS").then(|| "0".into()))
+            .unwrap();
+        assert_eq!(c.flush_interval, Duration::ZERO);
+        for bad in ["-1", "10001", "0.5", "soon"] {
+            let err =
+                LoggingConfig::from_lookup(|k| (k == "WATCHPOST_LOG_FLUSH_MS").then(|| bad.into()))
+                    .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("invalid WATCHPOST_LOG_FLUSH_MS="),
+                "{err}"
+            );
+        }
     }
 }

@@ -149,7 +149,10 @@ pub fn main() -> ExitCode {
                     Ok(t) => t,
                     Err(e) => return fail(e),
                 };
-                match serve::run(config, telemetry).await {
+                let result = serve::run(config, telemetry).await;
+                // Lines still waiting for their batch go out before the process does.
+                watchpost_correlation::flush_logs();
+                match result {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 }

@@ -472,6 +472,15 @@ pub const SETTINGS: &[Setting] = &[
         "log output: json or pretty (filter with RUST_LOG)"
     ),
     setting!(
+        "WATCHPOST_LOG_FLUSH_MS",
+        [],
+        "log_flush_ms",
+        None,
+        "100",
+        false,
+        "how long a log line may wait to be written together with others (one write per batch; error lines and 64 KiB batches go at once); 0 writes every line as it is made"
+    ),
+    setting!(
         "RUST_LOG",
         [],
         "log_filter",
@@ -961,6 +970,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_filter: String,
+    /// How long a log line may wait for its batch (`WATCHPOST_LOG_FLUSH_MS`; zero: not batched).
+    pub log_flush_interval: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -998,6 +1009,7 @@ impl fmt::Debug for Config {
             .field("incident", &self.incident)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
+            .field("log_flush_interval", &self.log_flush_interval)
             .finish()
     }
 }
@@ -1401,6 +1413,16 @@ impl Config {
                 v.0.clone()
             }
         };
+        let log_flush_interval = match raw.get("WATCHPOST_LOG_FLUSH_MS") {
+            None => watchpost_correlation::output::DEFAULT_FLUSH_INTERVAL,
+            Some(v) => watchpost_correlation::logging::parse_flush_ms(&v.0).map_err(|_| {
+                invalid(
+                    v,
+                    false,
+                    "expected whole milliseconds from 0 (every line at once) to 10000",
+                )
+            })?,
+        };
         Ok(Config {
             listen,
             store,
@@ -1428,6 +1450,7 @@ impl Config {
             incident: incident_settings(raw)?,
             log_format,
             log_filter,
+            log_flush_interval,
         })
     }
 

@@ -348,8 +348,10 @@ impl Telemetry {
     }
 
     /// Flushes within `deadline` and stops the export task; later spans are dropped and counted.
+    /// Also writes the log lines [`crate::init`]'s output still holds ([`crate::flush_logs`]).
     pub async fn shutdown(&self, deadline: Duration) -> Result<(), TelemetryError> {
         let result = self.control(deadline, Control::Shutdown).await;
+        crate::logging::flush_logs();
         if let Some(provider) = &self.inner.provider {
             // Our processor's shutdown does not block, so this is safe on the runtime.
             let _ = provider.shutdown();

@@ -137,6 +137,7 @@ async fn pretty_output_carries_the_ids_as_span_fields() {
     let logging = LoggingConfig {
         format: watchpost_correlation::LogFormat::Pretty,
         filter: "info".into(),
+        ..LoggingConfig::default()
     };
     let _guard =
         tracing::subscriber::set_default(subscriber(&logging, &telemetry, cap.clone()).unwrap());

@@ -1,6 +1,6 @@
 //! watchpost-correlation in the server: the outermost layer (ids, trace context, server span, the
 //! request log line, panics to 500 problems, error groups behind `GET /errors`), and telemetry
-//! start-up from `WATCHPOST_LOG_FORMAT`, `RUST_LOG` and the `OTEL_*` variables.
+//! start-up from `WATCHPOST_LOG_FORMAT`, `WATCHPOST_LOG_FLUSH_MS`, `RUST_LOG` and the `OTEL_*` variables.
 
 use watchpost_core::SharedClock;
 use watchpost_correlation::{
@@ -27,6 +27,7 @@ pub fn init_telemetry(config: &Config) -> Result<Telemetry, watchpost_correlatio
     let logging = LoggingConfig {
         format: config.log_format,
         filter: config.log_filter.clone(),
+        flush_interval: config.log_flush_interval,
     };
     let otel = OtelConfig::from_env("watchpost")?;
     watchpost_correlation::init(&logging, &otel)

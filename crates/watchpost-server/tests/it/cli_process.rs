@@ -273,3 +273,64 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0() {
     assert!(response.contains("\"name\":\"in flight\""));
     assert_eq!(server.exit_code(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn log_lines_waiting_for_their_batch_are_written_at_shutdown() {
+    // A ten-second batch: nothing but the shutdown flushes the lines before the process exits.
+    let addr = watchpost_test_support::free_addr();
+    let mut child = watchpost()
+        .env("WATCHPOST_LISTEN", addr.to_string())
+        .env("WATCHPOST_STORE", "memory")
+        .env("WATCHPOST_LOG_FLUSH_MS", "10000")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watchpost");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "watchpost exited");
+        assert!(Instant::now() < deadline, "watchpost did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let reply = over_socket(
+        addr,
+        "GET",
+        "/health/live",
+        &[("X-Request-ID", "batched-1")],
+        "",
+    )
+    .expect("an answer");
+    assert_eq!(reply.status, 200);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = wait_output(child, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the process exited before the batch was due, so only the shutdown can have written it"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "telemetry configured" && l["log_flush_ms"] == 10000),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "request" && l["requestId"] == "batched-1" && l["status"] == 200),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.last().map(|l| l["message"].clone()),
+        Some(serde_json::Value::from("shutdown complete")),
+        "{stdout}"
+    );
+}
