@@ -132,13 +132,17 @@ pub async fn serve(
     .with_graceful_shutdown(graceful)
     .into_future();
     let mut server = tokio::spawn(server);
+    // After a signal the server can finish (nothing to drain) before this task looks: the signal
+    // is checked first, so the drain log and the flushes below run whenever a signal came. A
+    // closed channel means the server ended on its own (an error), without a signal.
     tokio::select! {
+        biased;
+        Ok(()) = signalled_rx => {}
         finished = &mut server => {
             return finished
                 .map_err(|e| StartupError::Serve(e.to_string()))?
                 .map_err(|e| StartupError::Serve(e.to_string()));
         }
-        _ = signalled_rx => {}
     }
     tracing::info!(
         grace_ms = grace.as_millis() as u64,

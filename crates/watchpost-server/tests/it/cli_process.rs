@@ -72,6 +72,11 @@ fn bad_configuration_exits_2_with_one_line() {
         ),
         (
             vec![],
+            vec![("WATCHPOST_LOG_FLUSH_MS", "60000")],
+            r#"invalid WATCHPOST_LOG_FLUSH_MS="60000": expected whole milliseconds from 0 (every line at once) to 10000"#,
+        ),
+        (
+            vec![],
             vec![
                 ("WATCHPOST_STORE", "postgres"),
                 ("DATABASE_URL", "http://nope"),
@@ -331,6 +336,7 @@ fn log_lines_waiting_for_their_batch_are_written_at_shutdown() {
     assert_eq!(
         lines.last().map(|l| l["message"].clone()),
         Some(serde_json::Value::from("shutdown complete")),
-        "{stdout}"
+        "{stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
