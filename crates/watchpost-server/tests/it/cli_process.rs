@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{ROOT_KEY, Server, over_socket, watchpost};
+use crate::support::{ROOT_KEY, Server, exchange, over_socket, watchpost};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = watchpost();
@@ -178,8 +178,8 @@ fn check_config_reports_effective_settings_without_secrets() {
 
 /// The status of `GET path` with `X-API-Key: key`.
 fn status_of(addr: SocketAddr, path: &str, key: &str) -> u16 {
-    over_socket(addr, "GET", path, &[("X-API-Key", key)], "")
-        .expect("an HTTP answer")
+    exchange(addr, "GET", path, &[("X-API-Key", key)], "")
+        .unwrap_or_else(|e| panic!("an HTTP answer: {e}"))
         .status
 }
 

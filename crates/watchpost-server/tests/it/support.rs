@@ -195,9 +195,22 @@ pub(crate) fn over_socket(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Option<Reply> {
+    exchange(addr, method, path, headers, body).ok()
+}
+
+/// [`over_socket`], saying what went wrong: for tests that expect an answer.
+pub(crate) fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| format!("read timeout: {e}"))?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -210,17 +223,27 @@ pub(crate) fn over_socket(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    s.write_all(request.as_bytes()).ok()?;
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("send {method} {path} to {addr}: {e}"))?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
+    s.read_to_string(&mut raw).map_err(|e| {
+        format!(
+            "read the answer to {method} {path} from {addr} ({} bytes so far): {e}",
+            raw.len()
+        )
+    })?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer from {addr}: {raw:?}"))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Some(Reply {
+    Ok(Reply {
         status,
         headers,
         body: body.to_owned(),
