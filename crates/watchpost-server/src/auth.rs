@@ -26,34 +26,73 @@ use watchpost_core::{AuthFailure, Principal, RequestContext, Role};
 
 use crate::keys::{ApiKeyRecord, ApiKeyStore, parse_key};
 
-/// The result labels of authentication attempts, in the order [`AuthCounters::snapshot`] gives them.
-pub const AUTH_RESULTS: [&str; 5] = ["success", "malformed", "unknown", "revoked", "error"];
+/// The result of an authentication attempt (the `result` label of `watchpost_auth_attempts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthResult {
+    /// A known, active key.
+    Success = 0,
+    /// An `Authorization`/`X-API-Key` value that is not a key.
+    Malformed = 1,
+    /// A well-formed key nobody issued.
+    Unknown = 2,
+    /// A revoked key.
+    Revoked = 3,
+    /// The key store could not answer.
+    Error = 4,
+}
+
+impl AuthResult {
+    /// Every result, in the order [`AuthCounters::snapshot`] gives them.
+    pub const ALL: [AuthResult; 5] = [
+        AuthResult::Success,
+        AuthResult::Malformed,
+        AuthResult::Unknown,
+        AuthResult::Revoked,
+        AuthResult::Error,
+    ];
+
+    /// The label text.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthResult::Success => "success",
+            AuthResult::Malformed => "malformed",
+            AuthResult::Unknown => "unknown",
+            AuthResult::Revoked => "revoked",
+            AuthResult::Error => "error",
+        }
+    }
+
+    /// The position in [`AuthResult::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Counts of authentication attempts by result (exported as `watchpost_auth_attempts_total{result}`).
 #[derive(Debug, Default)]
 pub struct AuthCounters {
-    /// Indexed like [`AUTH_RESULTS`].
+    /// Indexed by [`AuthResult::index`].
     counts: [AtomicU64; 5],
 }
 
 impl AuthCounters {
-    /// Counts `outcome`; its result label, or `None` when it is not an attempt.
-    fn count(&self, outcome: &Outcome) -> Option<&'static str> {
-        let i = match outcome {
-            Outcome::Ok(_) => 0,
-            Outcome::Refused(AuthFailure::Malformed) => 1,
-            Outcome::Refused(AuthFailure::Unknown) => 2,
-            Outcome::Refused(AuthFailure::Revoked) => 3,
+    /// Counts `outcome`; its result, or `None` when it is not an attempt.
+    fn count(&self, outcome: &Outcome) -> Option<AuthResult> {
+        let result = match outcome {
+            Outcome::Ok(_) => AuthResult::Success,
+            Outcome::Refused(AuthFailure::Malformed) => AuthResult::Malformed,
+            Outcome::Refused(AuthFailure::Unknown) => AuthResult::Unknown,
+            Outcome::Refused(AuthFailure::Revoked) => AuthResult::Revoked,
             Outcome::Refused(AuthFailure::Missing) => return None,
-            Outcome::StoreError => 4,
+            Outcome::StoreError => AuthResult::Error,
         };
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        Some(AUTH_RESULTS[i])
+        self.counts[result.index()].fetch_add(1, Ordering::Relaxed);
+        Some(result)
     }
 
     /// `(result, count)` pairs: success, malformed, unknown, revoked, error.
     pub fn snapshot(&self) -> [(&'static str, u64); 5] {
-        std::array::from_fn(|i| (AUTH_RESULTS[i], self.counts[i].load(Ordering::Relaxed)))
+        AuthResult::ALL.map(|r| (r.label(), self.counts[r.index()].load(Ordering::Relaxed)))
     }
 }
 
@@ -77,8 +116,8 @@ pub struct Authenticator {
     on_attempt: Option<AttemptObserver>,
 }
 
-/// Called with the result label of every authentication attempt (for metrics).
-pub type AttemptObserver = Arc<dyn Fn(&'static str) + Send + Sync>;
+/// Called with the result of every authentication attempt (for metrics).
+pub type AttemptObserver = Arc<dyn Fn(AuthResult) + Send + Sync>;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,7 +153,7 @@ impl Authenticator {
         }
     }
 
-    /// Also reports every attempt's result label to `observer`.
+    /// Also reports every attempt's result to `observer`.
     #[must_use]
     pub fn with_attempt_observer(mut self, observer: AttemptObserver) -> Self {
         self.on_attempt = Some(observer);
@@ -203,9 +242,9 @@ impl Authenticator {
 
     /// Counts `outcome` and records it in the request's extensions.
     fn apply<B>(&self, request: &mut Request<B>, outcome: Outcome) {
-        let label = self.counters.count(&outcome);
-        if let (Some(observe), Some(label)) = (&self.on_attempt, label) {
-            observe(label);
+        let result = self.counters.count(&outcome);
+        if let (Some(observe), Some(result)) = (&self.on_attempt, result) {
+            observe(result);
         }
         match outcome {
             Outcome::Ok(principal) => {

@@ -1419,7 +1419,10 @@ impl Config {
                 invalid(
                     v,
                     false,
-                    "expected whole milliseconds from 0 (every line at once) to 10000",
+                    format!(
+                        "expected whole milliseconds from 0 (every line at once) to {}",
+                        watchpost_correlation::output::MAX_FLUSH_INTERVAL.as_millis()
+                    ),
                 )
             })?,
         };

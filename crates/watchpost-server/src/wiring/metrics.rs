@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use watchpost_metrics::{BuildInfo, Metrics, MetricsConfig, MetricsError};
 
-use crate::auth::AUTH_RESULTS;
+use crate::auth::{AttemptObserver, AuthResult};
 use crate::config::Config;
 
 /// The process's metrics for `config`.
@@ -40,9 +40,7 @@ pub fn export_health(metrics: &Metrics, health: &watchpost_health::HealthRegistr
 }
 
 /// A callback counting authentication attempts as `watchpost_auth_attempts_total{result}`.
-pub fn auth_attempts(
-    metrics: &Metrics,
-) -> Result<Arc<dyn Fn(&'static str) + Send + Sync>, MetricsError> {
+pub fn auth_attempts(metrics: &Metrics) -> Result<AttemptObserver, MetricsError> {
     let family = metrics.registry().counter(
         "watchpost_auth_attempts_total",
         "API key authentication attempts by result (success, malformed, unknown, revoked, error).",
@@ -50,11 +48,8 @@ pub fn auth_attempts(
     )?;
     // One handle per result, resolved now: a request then adds to its series directly (no label
     // text to write and look up), and every result is exported from the start, at 0.
-    let counters = AUTH_RESULTS.map(|result| family.with([result]));
-    Ok(Arc::new(move |result| {
-        match AUTH_RESULTS.iter().position(|r| *r == result) {
-            Some(i) => counters[i].inc(),
-            None => family.inc([result]),
-        }
+    let counters = AuthResult::ALL.map(|result| family.with([result.label()]));
+    Ok(Arc::new(move |result: AuthResult| {
+        counters[result.index()].inc();
     }))
 }
