@@ -228,7 +228,7 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// The clock decisions are made by (default: [`MonotonicClock::ticking`]).
+    /// The clock decisions are made by (default: [`MonotonicClock::coarse`]).
     #[must_use]
     pub fn clock(mut self, clock: MonotonicClock) -> Self {
         self.clock = Some(clock);
@@ -305,7 +305,7 @@ impl RateLimiterBuilder {
             .iter()
             .map(|(t, p)| Ok((t.clone(), make(p)?)))
             .collect::<Result<Vec<_>, RateLimitError>>()?;
-        let clock = self.clock.unwrap_or_else(MonotonicClock::ticking);
+        let clock = self.clock.unwrap_or_else(MonotonicClock::coarse);
         let local = Arc::new(LocalStore::new(c.max_keys));
         #[cfg(feature = "redis")]
         let backend = match self.redis {
