@@ -72,7 +72,7 @@ impl AuthResult {
 #[derive(Debug, Default)]
 pub struct AuthCounters {
     /// Indexed by [`AuthResult::index`].
-    counts: [AtomicU64; 5],
+    counts: [AtomicU64; AuthResult::ALL.len()],
 }
 
 impl AuthCounters {
@@ -91,7 +91,7 @@ impl AuthCounters {
     }
 
     /// `(result, count)` pairs: success, malformed, unknown, revoked, error.
-    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
+    pub fn snapshot(&self) -> [(&'static str, u64); AuthResult::ALL.len()] {
         AuthResult::ALL.map(|r| (r.label(), self.counts[r.index()].load(Ordering::Relaxed)))
     }
 }
@@ -482,6 +482,17 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap()
+    }
+
+    #[test]
+    fn each_result_indexes_its_place_in_all_and_keeps_its_label() {
+        for (i, r) in AuthResult::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        assert_eq!(
+            AuthResult::ALL.map(AuthResult::label),
+            ["success", "malformed", "unknown", "revoked", "error"]
+        );
     }
 
     #[tokio::test]
