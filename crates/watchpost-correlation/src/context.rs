@@ -82,7 +82,7 @@ pub fn inject_headers(ctx: &RequestContext, headers: &mut HeaderMap) {
     if let (Some(trace_id), Some(span_id)) = (ctx.trace_id, ctx.span_id) {
         let flags = if ctx.sampled { FLAG_SAMPLED } else { 0 };
         if let Ok(value) = HeaderValue::from_str(&format_traceparent(trace_id, span_id, flags)) {
-            headers.insert("traceparent", value);
+            headers.insert(crate::traceparent::TRACEPARENT, value);
         }
     }
     // Correlation ids passed the validator or were generated, so they are always valid header values.

@@ -45,7 +45,8 @@ use crate::metrics::{CorrelationMetrics, ErrorKind, IdHeader};
 use crate::otel::Propagators;
 use crate::request_log::{RequestLine, emit_request_line};
 use crate::traceparent::{
-    FLAG_RANDOM, FLAG_SAMPLED, TraceParent, format_traceparent, tracestate_from_headers,
+    BAGGAGE, FLAG_RANDOM, FLAG_SAMPLED, TRACEPARENT, TraceParent, format_traceparent,
+    tracestate_from_headers,
 };
 
 /// How the correlation layer behaves; plain fields the server maps its configuration onto.
@@ -316,7 +317,7 @@ where
             );
             otel_parent = Some(opentelemetry::Context::new().with_remote_span_context(remote));
         }
-        if config.propagators.baggage && headers.contains_key("baggage") {
+        if config.propagators.baggage && headers.contains_key(BAGGAGE) {
             use opentelemetry::propagation::TextMapPropagator;
             let base = otel_parent.take().unwrap_or_default();
             let propagator = opentelemetry_sdk::propagation::BaggagePropagator::new();
@@ -591,7 +592,7 @@ impl Finish {
             && let (Some(t), Some(s)) = (self.ctx.trace_id, self.ctx.span_id)
             && let Ok(v) = HeaderValue::from_str(&format_traceparent(t, s, self.flags))
         {
-            headers.insert("traceparent", v);
+            headers.insert(TRACEPARENT, v);
         }
 
         let principal = response

@@ -226,7 +226,8 @@ pub fn init(logging: &LoggingConfig, otel: &OtelConfig) -> Result<Telemetry, Tel
 ///
 /// Written by hand for speed (one line per request is on the hot path): the line is built in a
 /// reused per-thread buffer, the timestamp's date and time of day are formatted once per second,
-/// strings are copied in runs between the characters that need escaping, numbers go through
+/// strings are copied in runs between the characters that need escaping (plain ASCII recognised
+/// eight bytes at a time), trace and span ids are hex-encoded in place, numbers go through
 /// `itoa` and `Display` into the buffer, and `Debug`/`Display` values are escaped as they are
 /// written. Nothing is allocated per line once the buffer has grown to the longest line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -287,10 +288,10 @@ fn write_line(out: &mut String, event: &Event<'_>) {
             push_str_field(out, "request_id", ctx.request_id.as_str());
             push_str_field(out, "correlation_id", ctx.correlation_id.as_str());
             if let Some(t) = ctx.trace_id {
-                push_display_field(out, "trace_id", t);
+                push_hex_field(out, "trace_id", &t.0);
             }
             if let Some(s) = ctx.span_id {
-                push_display_field(out, "span_id", s);
+                push_hex_field(out, "span_id", &s.0);
             }
         }
     });
@@ -358,9 +359,9 @@ fn push_micros(out: &mut String, micros: u32) {
 const OPTIONAL_REQUEST_FIELDS: [&str; 5] = ["route", "apiKeyId", "tenantId", "traceId", "spanId"];
 
 fn push_key(out: &mut String, key: &str) {
-    out.push(',');
-    push_json_string(out, key);
-    out.push(':');
+    out.push_str(",\"");
+    push_json_chars(out, key);
+    out.push_str("\":");
 }
 
 fn push_str_field(out: &mut String, key: &str, value: &str) {
@@ -368,9 +369,23 @@ fn push_str_field(out: &mut String, key: &str, value: &str) {
     push_json_string(out, value);
 }
 
-fn push_display_field(out: &mut String, key: &str, value: impl fmt::Display) {
+/// Up to 16 bytes (a trace or span id) as lowercase hex in `buf`, without a formatter.
+pub(crate) fn hex<'a>(buf: &'a mut [u8; 32], bytes: &[u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = bytes.len().min(16);
+    for (i, b) in bytes.iter().take(n).enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
+}
+
+/// A trace or span id as a JSON string of lowercase hex.
+fn push_hex_field(out: &mut String, key: &str, bytes: &[u8]) {
     push_key(out, key);
-    push_escaped(out, format_args!("{value}"));
+    out.push('"');
+    out.push_str(hex(&mut [0; 32], bytes));
+    out.push('"');
 }
 
 /// Which bytes can be copied into a JSON string as they are: not the C0 controls, `"`, `\\`, DEL,
@@ -399,24 +414,82 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// The characters of `s` as they go between a JSON string's quotes: runs that need no escaping
-/// are copied whole.
+/// Whether all eight bytes of `w` are printable ASCII other than `"` and `\\` (so copied as
+/// they are): no byte below 0x20, none equal to `"`, `\\` or DEL, none with the high bit set.
+/// The classic word-at-a-time tests: `(v - 0x01..01 * n) & !v & 0x80..80` is non-zero exactly
+/// when some byte of `v` is below `n` (for `n` up to 128), so with `v = w ^ pattern` and `n = 1`
+/// it finds a byte equal to the pattern's.
+#[inline]
+fn plain_ascii_word(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
+    let special = below(w, 0x20)
+        | below(w ^ (ONES * u64::from(b'"')), 1)
+        | below(w ^ (ONES * u64::from(b'\\')), 1)
+        | below(w ^ (ONES * 0x7f), 1)
+        | (w & HIGH);
+    special == 0
+}
+
+/// The characters of `s` as they go between a JSON string's quotes. Most keys and values need no
+/// escaping: they are checked eight bytes at a time and copied in one piece; anything else takes
+/// [`push_json_chars_escaping`].
+#[inline]
 fn push_json_chars(out: &mut String, s: &str) {
+    if copies_as_is(s.as_bytes()) {
+        out.push_str(s);
+    } else {
+        push_json_chars_escaping(out, s);
+    }
+}
+
+/// Whether every byte of `bytes` goes into a JSON string as it is: whole words of plain ASCII,
+/// then the last few bytes by the [`PLAIN`] table. A word holding any non-ASCII byte is refused,
+/// so this never passes a lead byte that [`PLAIN`] stops.
+#[inline]
+fn copies_as_is(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = <[u8; 8]>::try_from(word).unwrap_or([0; 8]);
+        if !plain_ascii_word(u64::from_le_bytes(word)) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| PLAIN[usize::from(b)])
+}
+
+/// [`push_json_chars`] for a string with something to escape: runs that need no escaping are
+/// copied whole, plain ASCII recognised eight bytes at a time.
+#[cold]
+fn push_json_chars_escaping(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if PLAIN[usize::from(b)] {
-            i += 1;
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && plain_ascii_word(u64::from_le_bytes(word))
+        {
+            i += 8;
             continue;
         }
-        // `i` is at an ASCII byte or at the lead byte 0xE2: both are character boundaries.
-        out.push_str(&s[run..i]);
-        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
-        push_escaped_char(out, c);
-        i += c.len_utf8();
-        run = i;
+        // Up to eight bytes one at a time (a special byte, non-ASCII text, or the tail).
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            if PLAIN[usize::from(b)] {
+                i += 1;
+                continue;
+            }
+            // `i` is at an ASCII byte or at the lead byte 0xC2 or 0xE2: all character boundaries.
+            out.push_str(&s[run..i]);
+            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+            push_escaped_char(out, c);
+            i += c.len_utf8();
+            run = i;
+        }
     }
     out.push_str(&s[run..]);
 }
@@ -556,6 +629,20 @@ mod tests {
             proptest::prop_assert_eq!(back, pieces.concat());
         }
 
+        /// Mostly plain ASCII with a special character anywhere (so in every position of the
+        /// eight-byte words the fast path reads): the same guarantees, and the plain text copied as it is.
+        #[test]
+        fn mostly_ascii_strings_round_trip(s in "[ -~]{0,12}[\\x00-\\x1f\"\\\\\\x7f\u{80}-\u{a0}\u{2028}\u{2029}é]?[ -~]{0,12}") {
+            let mut out = String::new();
+            push_json_string(&mut out, &s);
+            proptest::prop_assert!(!out.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'), "{:?}", out);
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            proptest::prop_assert_eq!(&back, &s);
+            if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
+                proptest::prop_assert_eq!(&out[1..out.len() - 1], s.as_str());
+            }
+        }
+
         /// The cached timestamp is what chrono writes, to the microsecond.
         #[test]
         fn timestamps_match_chrono(secs in 0u64..253_402_300_799, micros in 0u32..1_000_000) {
@@ -570,6 +657,20 @@ mod tests {
             push_timestamp(&mut out, at);
             proptest::prop_assert_eq!(out, expected);
         }
+    }
+
+    #[test]
+    fn ids_are_written_as_their_display_writes_them() {
+        let trace = watchpost_core::TraceId([
+            0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80,
+            0x31, 0x9c,
+        ]);
+        let span = watchpost_core::SpanId([0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]);
+        assert_eq!(hex(&mut [0; 32], &trace.0), trace.to_string());
+        assert_eq!(hex(&mut [0; 32], &span.0), span.to_string());
+        let mut out = String::new();
+        push_hex_field(&mut out, "trace_id", &trace.0);
+        assert_eq!(out, ",\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\"");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 use watchpost_core::RequestContext;
 
+use crate::logging::hex;
+
 /// The target of request log lines.
 pub const REQUEST_LOG_TARGET: &str = "watchpost_correlation::request";
 
@@ -29,6 +31,10 @@ macro_rules! request_event {
         tracing::event!(
             target: "watchpost_correlation::request",
             $level,
+            // The message as a plain field (first, where a format message goes): formatters and
+            // the OpenTelemetry layer treat a field named `message` as the message, and a `&str`
+            // is recorded without going through `fmt`.
+            message = "request completed",
             method = $line.method,
             "type" = "request",
             route = $line.route,
@@ -40,15 +46,16 @@ macro_rules! request_event {
             requestId = $line.ctx.request_id.as_str(),
             correlationId = $line.ctx.correlation_id.as_str(),
             traceId = $trace,
-            spanId = $span,
-            "request completed"
+            spanId = $span
         )
     };
 }
 
 pub(crate) fn emit_request_line(line: &RequestLine<'_>) {
-    let trace = line.ctx.trace_id.map(tracing::field::display);
-    let span = line.ctx.span_id.map(tracing::field::display);
+    // The ids as text in stack buffers, so they are recorded as strings.
+    let (mut trace_hex, mut span_hex) = ([0; 32], [0; 32]);
+    let trace = line.ctx.trace_id.map(|t| hex(&mut trace_hex, &t.0));
+    let span = line.ctx.span_id.map(|s| hex(&mut span_hex, &s.0));
     match line.status {
         500.. => request_event!(tracing::Level::ERROR, line, trace, span),
         400..500 => request_event!(tracing::Level::WARN, line, trace, span),

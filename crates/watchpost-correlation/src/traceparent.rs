@@ -7,13 +7,21 @@
 //! fields after a `-`, which are ignored as the specification asks. Anything else is
 //! refused, and the request starts a new root trace without `tracestate`.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use watchpost_core::{SpanId, TraceId};
 
 /// The `sampled` trace flag.
 pub const FLAG_SAMPLED: u8 = 0x01;
 /// The `random` trace flag (W3C Trace Context level 2): the trace id's right 7 bytes are random.
 pub const FLAG_RANDOM: u8 = 0x02;
+
+/// The `traceparent` header. A constant name is looked up by its hash alone; a `&str` name is
+/// validated and lowercased first, on every request.
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `tracestate` header.
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// The W3C `baggage` header.
+pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// Length of a version `00` `traceparent`.
 const TRACEPARENT_LEN: usize = 55;
@@ -67,7 +75,7 @@ impl TraceParent {
 
     /// Reads `traceparent` from `headers`: exactly one value, valid; otherwise `None`.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut values = headers.get_all("traceparent").iter();
+        let mut values = headers.get_all(TRACEPARENT).iter();
         let first = values.next()?;
         if values.next().is_some() {
             return None;
@@ -88,7 +96,7 @@ pub fn format_traceparent(trace_id: TraceId, span_id: SpanId, flags: u8) -> Stri
 /// only when every list member is well formed and there are at most 32 of them.
 pub fn tracestate_from_headers(headers: &HeaderMap) -> Option<String> {
     let mut joined = String::new();
-    for value in headers.get_all("tracestate") {
+    for value in headers.get_all(TRACESTATE) {
         let text = value.to_str().ok()?;
         if !joined.is_empty() {
             joined.push(',');

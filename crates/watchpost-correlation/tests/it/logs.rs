@@ -98,6 +98,11 @@ async fn the_request_line_has_every_field() {
     assert_eq!(first["correlationId"], "line-1");
     assert!(first["durationMs"].as_f64().is_some());
     assert_eq!(first["traceId"].as_str().map(str::len), Some(32));
+    assert_eq!(first["message"], "request completed");
+    // The line's own ids and the request fields are written by different paths: they agree.
+    assert_eq!(first["traceId"], first["trace_id"]);
+    assert_eq!(first["spanId"], first["span_id"]);
+    assert_eq!(first["spanId"].as_str().map(str::len), Some(16));
     assert_eq!(requests[1]["level"], "WARN");
     assert_eq!(requests[2]["level"], "ERROR");
     assert_eq!(requests[2]["route"], "/broken/{n}");
