@@ -22,17 +22,16 @@ pub struct TraceId(pub [u8; 16]);
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SpanId(pub [u8; 8]);
 
-/// Lowercase hex of up to 16 bytes, written with one `write_str` (ids are formatted on every
+/// Lowercase hex of up to 16 bytes in `buf`, without a formatter (ids are written on every
 /// logged request).
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+fn encode_hex<'a>(bytes: &[u8], buf: &'a mut [u8; 32]) -> &'a str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
     let n = bytes.len().min(16);
     for (i, b) in bytes.iter().take(n).enumerate() {
         buf[2 * i] = DIGITS[usize::from(b >> 4)];
         buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    f.write_str(std::str::from_utf8(&buf[..2 * n]).map_err(|_| fmt::Error)?)
+    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
 fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -58,6 +57,11 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 impl TraceId {
+    /// The 32 lowercase hex digits, written into `buf` (what `Display` writes, without a formatter).
+    pub fn encode_hex<'a>(&self, buf: &'a mut [u8; 32]) -> &'a str {
+        encode_hex(&self.0, buf)
+    }
+
     /// Parses 32 lowercase hex digits; refuses the all-zero id.
     pub fn from_hex(s: &str) -> Option<Self> {
         parse_hex::<16>(s).filter(|b| b != &[0; 16]).map(Self)
@@ -65,6 +69,11 @@ impl TraceId {
 }
 
 impl SpanId {
+    /// The 16 lowercase hex digits, written into `buf` (what `Display` writes, without a formatter).
+    pub fn encode_hex<'a>(&self, buf: &'a mut [u8; 32]) -> &'a str {
+        encode_hex(&self.0, buf)
+    }
+
     /// Parses 16 lowercase hex digits; refuses the all-zero id.
     pub fn from_hex(s: &str) -> Option<Self> {
         parse_hex::<8>(s).filter(|b| b != &[0; 8]).map(Self)
@@ -73,7 +82,7 @@ impl SpanId {
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
+        f.write_str(self.encode_hex(&mut [0; 32]))
     }
 }
 
@@ -85,7 +94,7 @@ impl fmt::Debug for TraceId {
 
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
+        f.write_str(self.encode_hex(&mut [0; 32]))
     }
 }
 
@@ -201,6 +210,10 @@ mod tests {
         assert!(TraceId::from_hex("4BF92F3577B34DA6A3CE929D0E0E4736").is_none());
         assert!(TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e473").is_none());
         assert!(SpanId::from_hex("00f067aa0ba902b7").is_some());
+        let s = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        assert_eq!(s.to_string(), "00f067aa0ba902b7");
+        assert_eq!(s.encode_hex(&mut [0; 32]), "00f067aa0ba902b7");
+        assert_eq!(t.encode_hex(&mut [0; 32]), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(SpanId::from_hex("0000000000000000").is_none());
     }
 

@@ -226,8 +226,9 @@ pub fn init(logging: &LoggingConfig, otel: &OtelConfig) -> Result<Telemetry, Tel
 ///
 /// Written by hand for speed (one line per request is on the hot path): the line is built in a
 /// reused per-thread buffer, the timestamp's date and time of day are formatted once per second,
-/// strings are copied in runs between the characters that need escaping (plain ASCII recognised
-/// eight bytes at a time), trace and span ids are hex-encoded in place, numbers go through
+/// strings without characters to escape (checked eight bytes at a time) are copied whole and
+/// others in runs between those characters, trace and span ids are hex-encoded without a
+/// formatter, numbers go through
 /// `itoa` and `Display` into the buffer, and `Debug`/`Display` values are escaped as they are
 /// written. Nothing is allocated per line once the buffer has grown to the longest line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -288,10 +289,10 @@ fn write_line(out: &mut String, event: &Event<'_>) {
             push_str_field(out, "request_id", ctx.request_id.as_str());
             push_str_field(out, "correlation_id", ctx.correlation_id.as_str());
             if let Some(t) = ctx.trace_id {
-                push_hex_field(out, "trace_id", &t.0);
+                push_hex_field(out, "trace_id", t.encode_hex(&mut [0; 32]));
             }
             if let Some(s) = ctx.span_id {
-                push_hex_field(out, "span_id", &s.0);
+                push_hex_field(out, "span_id", s.encode_hex(&mut [0; 32]));
             }
         }
     });
@@ -369,22 +370,11 @@ fn push_str_field(out: &mut String, key: &str, value: &str) {
     push_json_string(out, value);
 }
 
-/// Up to 16 bytes (a trace or span id) as lowercase hex in `buf`, without a formatter.
-pub(crate) fn hex<'a>(buf: &'a mut [u8; 32], bytes: &[u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = bytes.len().min(16);
-    for (i, b) in bytes.iter().take(n).enumerate() {
-        buf[2 * i] = DIGITS[usize::from(b >> 4)];
-        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-    }
-    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
-}
-
-/// A trace or span id as a JSON string of lowercase hex.
-fn push_hex_field(out: &mut String, key: &str, bytes: &[u8]) {
+/// A trace or span id (already hex) as a JSON string.
+fn push_hex_field(out: &mut String, key: &str, hex: &str) {
     push_key(out, key);
     out.push('"');
-    out.push_str(hex(&mut [0; 32], bytes));
+    out.push_str(hex);
     out.push('"');
 }
 
@@ -460,36 +450,24 @@ fn copies_as_is(bytes: &[u8]) -> bool {
 }
 
 /// [`push_json_chars`] for a string with something to escape: runs that need no escaping are
-/// copied whole, plain ASCII recognised eight bytes at a time.
+/// copied whole.
 #[cold]
 fn push_json_chars_escaping(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes
-            .get(i..i + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            && plain_ascii_word(u64::from_le_bytes(word))
-        {
-            i += 8;
+        let b = bytes[i];
+        if PLAIN[usize::from(b)] {
+            i += 1;
             continue;
         }
-        // Up to eight bytes one at a time (a special byte, non-ASCII text, or the tail).
-        let end = (i + 8).min(bytes.len());
-        while i < end {
-            let b = bytes[i];
-            if PLAIN[usize::from(b)] {
-                i += 1;
-                continue;
-            }
-            // `i` is at an ASCII byte or at the lead byte 0xC2 or 0xE2: all character boundaries.
-            out.push_str(&s[run..i]);
-            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
-            push_escaped_char(out, c);
-            i += c.len_utf8();
-            run = i;
-        }
+        // `i` is at an ASCII byte or at the lead byte 0xC2 or 0xE2: all character boundaries.
+        out.push_str(&s[run..i]);
+        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+        push_escaped_char(out, c);
+        i += c.len_utf8();
+        run = i;
     }
     out.push_str(&s[run..]);
 }
@@ -660,16 +638,13 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_written_as_their_display_writes_them() {
+    fn ids_are_written_as_hex_strings() {
         let trace = watchpost_core::TraceId([
             0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80,
             0x31, 0x9c,
         ]);
-        let span = watchpost_core::SpanId([0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]);
-        assert_eq!(hex(&mut [0; 32], &trace.0), trace.to_string());
-        assert_eq!(hex(&mut [0; 32], &span.0), span.to_string());
         let mut out = String::new();
-        push_hex_field(&mut out, "trace_id", &trace.0);
+        push_hex_field(&mut out, "trace_id", trace.encode_hex(&mut [0; 32]));
         assert_eq!(out, ",\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\"");
     }
 

@@ -8,8 +8,6 @@
 
 use watchpost_core::RequestContext;
 
-use crate::logging::hex;
-
 /// The target of request log lines.
 pub const REQUEST_LOG_TARGET: &str = "watchpost_correlation::request";
 
@@ -54,8 +52,8 @@ macro_rules! request_event {
 pub(crate) fn emit_request_line(line: &RequestLine<'_>) {
     // The ids as text in stack buffers, so they are recorded as strings.
     let (mut trace_hex, mut span_hex) = ([0; 32], [0; 32]);
-    let trace = line.ctx.trace_id.map(|t| hex(&mut trace_hex, &t.0));
-    let span = line.ctx.span_id.map(|s| hex(&mut span_hex, &s.0));
+    let trace = line.ctx.trace_id.map(|t| t.encode_hex(&mut trace_hex));
+    let span = line.ctx.span_id.map(|s| s.encode_hex(&mut span_hex));
     match line.status {
         500.. => request_event!(tracing::Level::ERROR, line, trace, span),
         400..500 => request_event!(tracing::Level::WARN, line, trace, span),
