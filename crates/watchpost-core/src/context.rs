@@ -213,7 +213,10 @@ mod tests {
         let s = SpanId::from_hex("00f067aa0ba902b7").unwrap();
         assert_eq!(s.to_string(), "00f067aa0ba902b7");
         assert_eq!(s.encode_hex(&mut [0; 32]), "00f067aa0ba902b7");
-        assert_eq!(t.encode_hex(&mut [0; 32]), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.encode_hex(&mut [0; 32]),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(SpanId::from_hex("0000000000000000").is_none());
     }
 
